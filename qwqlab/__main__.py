@@ -1,0 +1,5 @@
+import sys
+
+from qwqlab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,89 @@
+"""The ``qwqlab`` command: train qwq-nano, measure it, regenerate every figure."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _train_nano(args):
+    from qwqlab.nano import NanoConfig, train_nano
+
+    cfg = NanoConfig(seed=args.seed, steps=args.steps)
+    summary = train_nano(args.out, cfg, progress=not args.quiet)
+    print(json.dumps({k: v for k, v in summary.items() if k != "recipe"}, indent=2))
+    if not args.no_measure:
+        from qwqlab.nano import measure, write_model_card
+        report = measure(args.out, num_problems=args.eval_problems)
+        write_model_card(args.out, summary, report)
+        print(json.dumps(report, indent=2))
+
+
+def _measure_nano(args):
+    from qwqlab.nano import measure
+
+    print(json.dumps(measure(args.model, num_problems=args.eval_problems, seed=args.seed), indent=2))
+
+
+def _figures(args):
+    from qwqlab.figures import run_notebooks
+
+    manifest = run_notebooks(args.out, notebooks=args.notebooks or None)
+    for name, entry in manifest["notebooks"].items():
+        print(f"{name}: {len(entry['figures'])} figures in {entry['seconds']} s")
+    print(f"all notebooks: {manifest['total_seconds']} s; manifest at {args.out}/manifest.json")
+
+
+def _info(args):
+    from qwqlab.models import estimate_memory, get_device, known_configs
+
+    get_device()
+    for name in known_configs():
+        try:
+            est = estimate_memory(name, bits=args.bits, context_tokens=args.context)
+        except Exception as e:  # a missing config file should not hide the others
+            print(f"{name}: {e}")
+            continue
+        print(f"{name:45s} {est.parameters / 1e9:7.3f}B params  {est.total_gib:8.2f} GiB at "
+              f"{args.bits}-bit, {args.context} tokens")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qwqlab", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train-nano", help="train qwq-nano from scratch (about 10 min on 2 CPU cores)")
+    t.add_argument("--out", default="data/models/qwq-nano", help="folder to write the checkpoint to")
+    t.add_argument("--steps", type=int, default=1200, help="optimizer steps")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--eval-problems", type=int, default=1000, help="held-out problems for the model card")
+    t.add_argument("--no-measure", action="store_true", help="skip the evaluation and model card")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_train_nano)
+
+    m = sub.add_parser("measure-nano", help="re-measure a qwq-nano checkpoint's model-card figures")
+    m.add_argument("--model", default="qwq-nano")
+    m.add_argument("--eval-problems", type=int, default=1000)
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(func=_measure_nano)
+
+    f = sub.add_parser("figures", help="run every notebook headless and write its figures")
+    f.add_argument("--out", default="figures")
+    f.add_argument("notebooks", nargs="*", help="notebooks to run (default: all in notebooks/)")
+    f.set_defaults(func=_figures)
+
+    i = sub.add_parser("info", help="device and memory estimates for the known models")
+    i.add_argument("--bits", type=int, default=4, choices=(4, 8, 16, 32))
+    i.add_argument("--context", type=int, default=32768)
+    i.set_defaults(func=_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

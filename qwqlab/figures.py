@@ -1,0 +1,147 @@
+"""Run the notebooks headless and collect every figure they write, with a data manifest.
+
+A notebook saves a figure with ``save_figure(name, static=..., interactive=..., data=...)``:
+the static (matplotlib) one becomes ``NAME.png``, the interactive (plotly) one
+``NAME.html``, and the manifest records a SHA-256 of the figure's underlying data, so two
+runs can be compared figure by figure. ``run_notebooks`` executes notebooks with nbclient,
+injecting parameters after the cell tagged ``parameters`` (papermill's convention).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+from qwqlab.paths import REPO_ROOT
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+FIGURES_ENV = "QWQLAB_FIGURES"
+
+
+def figure_dir() -> Path:
+    """Where figures go: ``$QWQLAB_FIGURES`` (set by ``run_notebooks``), else ``./figures``."""
+    path = Path(os.environ.get(FIGURES_ENV, "figures"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_hash(data) -> str:
+    """A stable SHA-256 of a figure's data (DataFrame, dict/list, str or bytes)."""
+    if data is None:
+        return ""
+    if hasattr(data, "to_csv"):
+        payload = data.to_csv(index=True, float_format="%.10g").encode()
+    elif isinstance(data, bytes):
+        payload = data
+    elif isinstance(data, str):
+        payload = data.encode()
+    else:
+        payload = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(payload).hexdigest()
+
+
+def save_figure(name: str, static=None, interactive=None, data=None, out: str | Path | None = None) -> dict:
+    """Write a figure as PNG (matplotlib ``static``) and HTML (plotly ``interactive``).
+
+    The HTML shares one ``plotly.min.js`` beside it, so it draws offline. Returns the
+    manifest entry (also appended to ``manifest.jsonl`` in the folder).
+    """
+    out = Path(out) if out else figure_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    if static is not None:
+        static.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+        files.append(f"{name}.png")
+    if interactive is not None:
+        interactive.write_html(out / f"{name}.html", include_plotlyjs="directory", full_html=True,
+                               div_id=f"qwqlab-{name}")
+        files.append(f"{name}.html")
+    if not files:
+        raise ValueError(f"save_figure({name!r}) got neither a static nor an interactive figure")
+    entry = {"name": name, "files": files, "data_sha256": data_hash(data)}
+    with open(out / "manifest.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")
+    return entry
+
+
+def list_notebooks(folder: str | Path = NOTEBOOK_DIR) -> list[Path]:
+    return sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
+
+
+def inject_parameters(nb, parameters: dict) -> None:
+    """Add a cell setting ``parameters`` right after the cell tagged ``parameters``."""
+    import nbformat
+
+    if not parameters:
+        return
+    idx = next((i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if idx is None:
+        raise ValueError("notebook has no cell tagged 'parameters' to override")
+    src = "# Parameters injected by qwqlab.figures\n" + "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
+    cell = nbformat.v4.new_code_cell(src, metadata={"tags": ["injected-parameters"]})
+    nb.cells.insert(idx + 1, cell)
+
+
+def execute_notebook(path: str | Path, parameters: dict | None = None, out_dir: str | Path | None = None,
+                     timeout: int = 600, save_executed: str | Path | None = None):
+    """Execute one notebook headless (nbclient) and return the executed notebook.
+
+    Figures it saves go to ``out_dir`` (through ``$QWQLAB_FIGURES``). A cell that raises
+    makes this raise ``nbclient.exceptions.CellExecutionError`` naming the cell.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    inject_parameters(nb, parameters or {})
+    old = os.environ.get(FIGURES_ENV)
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        os.environ[FIGURES_ENV] = str(Path(out_dir).resolve())
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    try:
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(path.parent)}})
+        client.execute()
+    finally:
+        if out_dir is not None:
+            if old is None:
+                os.environ.pop(FIGURES_ENV, None)
+            else:
+                os.environ[FIGURES_ENV] = old
+    if save_executed:
+        nbformat.write(nb, save_executed)
+    return nb
+
+
+def run_notebooks(out: str | Path = "figures", notebooks: list[str | Path] | None = None,
+                  parameters: dict[str, dict] | None = None, progress: bool = True) -> dict:
+    """Execute every notebook (or those given) and write figures plus ``manifest.json`` under ``out``.
+
+    ``parameters`` maps a notebook's stem (``"02_rollout_sampling"``) to overrides.
+    Returns the manifest: per notebook, the seconds it took and each figure's files and data hash.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [Path(p) for p in notebooks] if notebooks else list_notebooks()
+    manifest = {"notebooks": {}, "total_seconds": 0.0}
+    start = time.perf_counter()
+    for path in tqdm(paths, desc="notebooks", disable=not progress):
+        nb_out = out / path.stem
+        if (nb_out / "manifest.jsonl").exists():
+            (nb_out / "manifest.jsonl").unlink()
+        t = time.perf_counter()
+        execute_notebook(path, (parameters or {}).get(path.stem), out_dir=nb_out)
+        figs = []
+        if (nb_out / "manifest.jsonl").exists():
+            figs = [json.loads(line) for line in (nb_out / "manifest.jsonl").read_text().splitlines() if line]
+        manifest["notebooks"][path.stem] = {"seconds": round(time.perf_counter() - t, 1), "figures": figs}
+    manifest["total_seconds"] = round(time.perf_counter() - start, 1)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest

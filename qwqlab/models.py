@@ -1,0 +1,339 @@
+"""Load a reasoning model (full precision, 8-bit or 4-bit), pick a device, estimate memory.
+
+The same call loads the bundled qwq-nano on a laptop CPU and QwQ-32B in 4-bit on a GPU:
+
+>>> model, tok = load_model("qwq-nano", bits=4)          # doctest: +SKIP
+>>> model, tok = load_model("Qwen/QwQ-32B", bits=4)      # doctest: +SKIP  (GPU, ~20 GB)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from qwqlab.paths import data_dir, nano_dir
+
+NANO = "qwq-nano"
+SUPPORTED_BITS = (None, 4, 8, 16, 32)
+log = logging.getLogger("qwqlab")
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says how to fix it."""
+
+
+def get_device(override: str | None = None, verbose: bool = True) -> str:
+    """The device to run on: CUDA, then Apple MPS, then CPU.
+
+    ``override`` (or the ``QWQLAB_DEVICE`` environment variable) forces a choice, e.g.
+    ``"cpu"`` on a GPU machine to reproduce the laptop numbers.
+    """
+    import torch
+
+    choice = override or os.environ.get("QWQLAB_DEVICE") or "auto"
+    if choice != "auto":
+        reason = "asked for" if override else "from QWQLAB_DEVICE"
+        if choice.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelLoadError(f"device {choice!r} was asked for but CUDA is not available here; "
+                                 "use device='auto' or 'cpu'.")
+        device = choice
+    elif torch.cuda.is_available():
+        device, reason = "cuda", f"found {torch.cuda.get_device_name(0)}"
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        device, reason = "mps", "found Apple MPS"
+    else:
+        device, reason = "cpu", "no CUDA or MPS device found"
+    if verbose:
+        print(f"qwqlab: using {device} ({reason})", file=sys.stderr)
+    return device
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """``"qwq-nano"`` becomes the bundled checkpoint; a local path or hub id passes through."""
+    if name_or_path == NANO:
+        path = nano_dir()
+        if not (path / "config.json").exists():
+            raise ModelLoadError(f"The bundled qwq-nano checkpoint is missing from {path}. "
+                                 "Rebuild it with `qwqlab train-nano` or restore data/ from git.")
+        return str(path)
+    return str(name_or_path)
+
+
+def _check_local_dir(path: Path, trust_remote_code: bool, allow_pickle: bool) -> None:
+    if not path.is_dir():
+        raise ModelLoadError(f"Model path {path} is not a directory. Pass a folder holding "
+                             "config.json and *.safetensors, a hub id such as 'Qwen/QwQ-32B', or 'qwq-nano'.")
+    if not (path / "config.json").exists():
+        raise ModelLoadError(f"{path} has no config.json: it is not a saved transformers model.")
+    cfg = json.loads((path / "config.json").read_text())
+    if cfg.get("auto_map") and not trust_remote_code:
+        raise ModelLoadError(
+            f"{path} needs remote code ({sorted(cfg['auto_map'])} in config.json): running it would "
+            "execute Python shipped with the weights. Read that code first, then opt in with "
+            "load_model(..., trust_remote_code=True).")
+    has_safetensors = any(path.glob("*.safetensors")) or (path / "model.safetensors.index.json").exists()
+    has_pickle = any(path.glob("*.bin")) or any(path.glob("*.pt")) or any(path.glob("*.pth"))
+    if not has_safetensors:
+        if has_pickle and not allow_pickle:
+            raise ModelLoadError(
+                f"{path} holds only pickle weights (*.bin/*.pt), which can run arbitrary code when "
+                "loaded. Convert them to safetensors, or opt in with load_model(..., allow_pickle=True) "
+                "if you trust the source.")
+        if not has_pickle:
+            raise ModelLoadError(f"{path} has no weight files (*.safetensors).")
+
+
+def quantization_config(bits: int | None, compute_dtype=None):
+    """transformers' ``BitsAndBytesConfig`` for ``bits`` (4: NF4 + double quantization, 8: LLM.int8)."""
+    if bits not in SUPPORTED_BITS:
+        raise ValueError(f"bits must be one of 4, 8, 16, 32 or None (full precision), not {bits!r}.")
+    if bits in (None, 16, 32):
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as e:
+        raise ModelLoadError(f"bits={bits} needs bitsandbytes: `pip install bitsandbytes` "
+                             "(it quantizes on CPU too), or load with bits=None.") from e
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype or torch.float32)
+
+
+def load_model(name_or_path: str = NANO, bits: int | None = None, device: str = "auto", dtype=None,
+               trust_remote_code: bool = False, allow_pickle: bool = False, verbose: bool = True,
+               **kwargs):
+    """Load a causal LM and its tokenizer, optionally quantized with bitsandbytes.
+
+    Args:
+        name_or_path: ``"qwq-nano"`` (bundled), a local folder, or a hub id (``"Qwen/QwQ-32B"``).
+        bits: ``None`` full precision, ``8`` LLM.int8, ``4`` NF4 with double quantization.
+        device: ``"auto"`` (see ``get_device``), ``"cpu"``, ``"cuda"``, ``"mps"``.
+        dtype: weights' dtype; default bfloat16 on CUDA, float32 elsewhere (16 with bits=16).
+        trust_remote_code, allow_pickle: off by default; opt in by name only for sources you trust.
+        kwargs: passed to ``AutoModelForCausalLM.from_pretrained``.
+
+    Returns:
+        ``(model, tokenizer)``, the model in eval mode, the tokenizer padding on the left.
+    """
+    if bits not in SUPPORTED_BITS:
+        raise ValueError(f"bits must be one of 4, 8, 16, 32 or None (full precision), not {bits!r}.")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = get_device(None if device == "auto" else device, verbose=verbose)
+    if dtype is None:
+        dtype = torch.bfloat16 if (device.startswith("cuda") or bits == 16) else torch.float32
+        if bits == 16 and device == "cpu":
+            dtype = torch.bfloat16
+    path = resolve_model_path(name_or_path)
+    local = Path(path)
+    if local.exists() or path.startswith((".", "/", "~")):
+        _check_local_dir(local.expanduser(), trust_remote_code, allow_pickle)
+    quant = quantization_config(bits, compute_dtype=dtype)
+    if bits == 8:
+        # LLM.int8 on CPU logs a cast warning on every layer call (thousands of lines).
+        logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+    device_map = "auto" if device.startswith("cuda") else {"": device}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, quantization_config=quant, device_map=device_map,
+            trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise ModelLoadError(
+            f"Could not load {path!r}: {e}\nIf it is a hub id, this machine may be offline: download it "
+            f"where there is internet (`hf download {path} --local-dir DIR`) and pass DIR; "
+            "or use 'qwq-nano', which is bundled.") from e
+    except ValueError as e:
+        if "trust_remote_code" in str(e):
+            raise ModelLoadError(f"{path} needs remote code. Read it, then pass trust_remote_code=True.") from e
+        raise
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    return model, tokenizer
+
+
+# ----------------------------------------------------------------------------- memory
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes needed to serve a model: weights, KV cache, and an overhead allowance."""
+    model: str
+    bits: int
+    parameters: int
+    weights_bytes: int
+    kv_cache_bytes: int
+    overhead_bytes: int
+    context_tokens: int
+    batch_size: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.kv_cache_bytes + self.overhead_bytes
+
+    @property
+    def total_gib(self) -> float:
+        return self.total_bytes / 2**30
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.update(total_bytes=self.total_bytes, total_gib=round(self.total_gib, 3),
+                 weights_gib=round(self.weights_bytes / 2**30, 3),
+                 kv_cache_gib=round(self.kv_cache_bytes / 2**30, 3))
+        return d
+
+
+def known_configs() -> dict[str, Path]:
+    """Offline architecture configs shipped in ``data/model_configs`` (hub id -> file), plus qwq-nano."""
+    out = {p.stem.replace("--", "/"): p for p in sorted((data_dir() / "model_configs").glob("*.json"))}
+    out[NANO] = nano_dir() / "config.json"
+    return out
+
+
+def _config_dict(model) -> tuple[str, dict]:
+    if isinstance(model, dict):
+        return model.get("_name_or_path", "custom"), model
+    if hasattr(model, "config") and hasattr(model.config, "to_dict"):  # a loaded model
+        return getattr(model, "name_or_path", "model"), model.config.to_dict()
+    if hasattr(model, "to_dict"):  # a transformers config
+        return getattr(model, "_name_or_path", "config"), model.to_dict()
+    name = str(model)
+    configs = known_configs()
+    if name in configs:
+        return name, json.loads(configs[name].read_text())
+    if (Path(name) / "config.json").exists():
+        return name, json.loads((Path(name) / "config.json").read_text())
+    raise ModelLoadError(f"No offline config for {name!r}. Known: {sorted(configs)}; or pass a folder "
+                         "with config.json, a transformers config, or a loaded model.")
+
+
+def _param_groups(cfg: dict) -> tuple[int, int, int]:
+    """(quantizable linear weights, other parameters, output head) counts for a decoder config."""
+    h, layers = cfg["hidden_size"], cfg["num_hidden_layers"]
+    heads = cfg["num_attention_heads"]
+    kv_heads = cfg.get("num_key_value_heads") or heads
+    head_dim = cfg.get("head_dim") or h // heads
+    inter, vocab = cfg["intermediate_size"], cfg["vocab_size"]
+    q, kv, o = h * heads * head_dim, 2 * h * kv_heads * head_dim, heads * head_dim * h
+    linear = layers * (q + kv + o + 3 * h * inter)
+    bias = layers * (heads * head_dim + 2 * kv_heads * head_dim) if cfg.get("model_type") in ("qwen2",) or \
+        cfg.get("attention_bias") else 0
+    other = vocab * h + layers * 2 * h + h + bias
+    head = 0 if cfg.get("tie_word_embeddings", False) else vocab * h
+    return linear, other, head
+
+
+def count_parameters(model) -> int:
+    """Parameter count of a model (name, config or loaded model) from its architecture."""
+    _, cfg = _config_dict(model)
+    return sum(_param_groups(cfg))
+
+
+def estimate_memory(model, bits: int = 16, context_tokens: int = 4096, batch_size: int = 1,
+                    dtype_bits: int | None = None, kv_bits: int = 16,
+                    overhead_fraction: float = 0.10) -> MemoryEstimate:
+    """Estimate memory to serve ``model`` at ``bits`` with ``batch_size`` sequences of ``context_tokens``.
+
+    Weights: with bits 4/8, bitsandbytes quantizes the decoder's linear layers (NF4: half a
+    byte a weight plus one absmax per 64 weights, itself 8-bit under double quantization;
+    LLM.int8: a byte a weight plus a float scale per output row); embeddings, norms, biases
+    and the output head stay at ``dtype_bits`` (16 by default; qwqlab loads 32 on a CPU).
+    KV cache: ``2 x layers x kv_heads x head_dim x tokens x batch x kv_bits/8`` (QwQ-32B:
+    256 KiB per token in bf16). Overhead: an allowance of ``overhead_fraction`` of the
+    rest for activations and the framework; an assumption, not a measurement.
+
+    >>> round(estimate_memory("Qwen/QwQ-32B", bits=16, context_tokens=1).kv_cache_bytes / 1024)  # doctest: +SKIP
+    256
+    """
+    if bits not in (4, 8, 16, 32):
+        raise ValueError(f"bits must be 4, 8, 16 or 32, not {bits!r}")
+    if context_tokens < 0 or batch_size < 1:
+        raise ValueError("context_tokens must be >= 0 and batch_size >= 1")
+    name, cfg = _config_dict(model)
+    linear, other, head = _param_groups(cfg)
+    base = (dtype_bits or (32 if bits == 32 else 16)) / 8
+    if bits == 4:
+        linear_bytes = linear * 0.5 + linear / 64 * (1 + 4 / 256)  # 8-bit absmax + 2nd-level fp32
+    elif bits == 8:
+        h, layers = cfg["hidden_size"], cfg["num_hidden_layers"]
+        rows = layers * (cfg["num_attention_heads"] * (cfg.get("head_dim") or h // cfg["num_attention_heads"]) * 2
+                         + 2 * (cfg.get("num_key_value_heads") or cfg["num_attention_heads"])
+                         * (cfg.get("head_dim") or h // cfg["num_attention_heads"]) + 3 * cfg["intermediate_size"])
+        linear_bytes = linear + rows * 4
+    else:
+        linear_bytes = linear * bits / 8
+    weights = int(linear_bytes + (other + head) * base)
+    heads = cfg["num_attention_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    kv_heads = cfg.get("num_key_value_heads") or heads
+    kv = int(2 * cfg["num_hidden_layers"] * kv_heads * head_dim * context_tokens * batch_size * kv_bits / 8)
+    overhead = int(overhead_fraction * (weights + kv))
+    return MemoryEstimate(name, bits, linear + other + head, weights, kv, overhead, context_tokens, batch_size)
+
+
+def memory_table(names=None, bits=(16, 8, 4), context_tokens: int = 32768, batch_size: int = 1):
+    """Estimated memory of several models at several precisions, one row each (a DataFrame)."""
+    import pandas as pd
+
+    names = names or [n for n in known_configs() if n != NANO]
+    rows = []
+    for name in names:
+        for b in bits:
+            d = estimate_memory(name, bits=b, context_tokens=context_tokens, batch_size=batch_size).as_dict()
+            rows.append({"model": name, "bits": b, "parameters_b": round(d["parameters"] / 1e9, 3),
+                         "weights_gib": d["weights_gib"], "kv_cache_gib": d["kv_cache_gib"],
+                         "overhead_gib": round(d["overhead_bytes"] / 2**30, 3), "total_gib": d["total_gib"],
+                         "context_tokens": context_tokens})
+    return pd.DataFrame(rows)
+
+
+def compare_footprints(variants: dict):
+    """Measured (``get_memory_footprint``) against estimated weight memory, per precision.
+
+    ``variants`` maps bits (32, 8, 4) to loaded models of the same architecture.
+    """
+    import pandas as pd
+
+    rows = []
+    for bits, model in variants.items():
+        est = estimate_memory(model, bits=bits, context_tokens=0, dtype_bits=32 if bits != 16 else 16,
+                              overhead_fraction=0)
+        measured = model.get_memory_footprint()
+        rows.append({"bits": bits, "measured_mb": round(measured / 1e6, 3),
+                     "estimated_mb": round(est.weights_bytes / 1e6, 3),
+                     "error_pct": round(100 * (est.weights_bytes - measured) / measured, 2)})
+    return pd.DataFrame(rows)
+
+
+def logit_drift(reference, others: dict, input_ids, attention_mask=None):
+    """How far quantized models' next-token distributions move from a reference model.
+
+    Returns one row per variant: mean |logit difference|, mean KL(reference || variant)
+    in nats per token, and how often the top-1 token agrees.
+    """
+    import pandas as pd
+    import torch
+
+    with torch.inference_mode():
+        ref = reference(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+        mask = attention_mask.bool() if attention_mask is not None else torch.ones(ref.shape[:2], dtype=torch.bool)
+        ref_logp = ref.log_softmax(-1)
+        rows = []
+        for name, model in others.items():
+            out = model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+            logp = out.log_softmax(-1)
+            kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
+            rows.append({"variant": name,
+                         "mean_abs_logit_diff": round((ref - out).abs().mean(-1)[mask].mean().item(), 5),
+                         "kl_nats_per_token": round(kl[mask].mean().item(), 6),
+                         "top1_agreement": round((ref.argmax(-1) == out.argmax(-1))[mask].float().mean().item(), 4)})
+    return pd.DataFrame(rows)

@@ -1,0 +1,160 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from qwqlab.chat import extract_boxed, split_think
+from qwqlab.models import (ModelLoadError, count_parameters, estimate_memory, get_device, known_configs,
+                           load_model, quantization_config)
+from qwqlab.paths import nano_dir
+from qwqlab.rollouts import generate
+from qwqlab.tasks import ArithmeticTask
+
+
+def test_get_device_picks_cpu_here_and_says_so(capsys, monkeypatch):
+    monkeypatch.delenv("QWQLAB_DEVICE", raising=False)
+    assert get_device() == "cpu"  # no GPU on this machine or CI
+    assert "qwqlab: using cpu" in capsys.readouterr().err
+
+
+def test_get_device_override_and_env(monkeypatch):
+    assert get_device("cpu", verbose=False) == "cpu"
+    monkeypatch.setenv("QWQLAB_DEVICE", "cpu")
+    assert get_device(verbose=False) == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelLoadError, match="CUDA is not available"):
+            get_device("cuda", verbose=False)
+
+
+def _well_formed_answer(model, tok):
+    task = ArithmeticTask(split="test")
+    problems = task.problems(8)
+    gens = generate(model, tok, [task.prompt(tok, p) for p in problems], temperature=0, max_new_tokens=96)
+    for g in gens:
+        parts = split_think(g.text)
+        assert g.finish_reason == "stop", g.text
+        assert parts.case == "closed" and extract_boxed(parts.answer) is not None, g.text
+        assert extract_boxed(parts.answer).isdigit()
+    return sum(task.grade(g.text, problems[g.prompt_index]) for g in gens)
+
+
+@pytest.mark.parametrize("bits, layer", [(4, "Linear4bit"), (8, "Linear8bitLt")])
+def test_quantized_load_on_cpu_generates_well_formed_answers(bits, layer):
+    model, tok = load_model("qwq-nano", bits=bits, verbose=False)
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert layer in kinds
+    assert type(model.model.layers[0].mlp.up_proj).__name__ == layer
+    _well_formed_answer(model, tok)
+
+
+def test_4bit_uses_nf4_with_double_quantization():
+    q = quantization_config(4)
+    assert q.load_in_4bit and q.bnb_4bit_quant_type == "nf4" and q.bnb_4bit_use_double_quant
+    assert quantization_config(8).load_in_8bit
+    assert quantization_config(None) is None
+
+
+def test_full_precision_is_safe_by_default(nano):
+    model, tok = nano
+    assert model.config.architectures == ["Qwen2ForCausalLM"]
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    assert tok.padding_side == "left"
+    assert _well_formed_answer(model, tok) >= 1
+
+
+@pytest.mark.parametrize("bits", [3, "4", 2])
+def test_unknown_bits(bits):
+    with pytest.raises(ValueError, match="bits must be"):
+        load_model("qwq-nano", bits=bits, verbose=False)
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(ModelLoadError, match="not a directory"):
+        load_model(str(tmp_path / "nope"), verbose=False)
+
+
+def _copy_nano(tmp_path):
+    dst = tmp_path / "model"
+    shutil.copytree(nano_dir(), dst)
+    return dst
+
+
+def test_remote_code_refused_unless_opted_in(tmp_path):
+    dst = _copy_nano(tmp_path)
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilModel"}
+    (dst / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="trust_remote_code=True"):
+        load_model(str(dst), verbose=False)
+
+
+def test_pickle_only_weights_refused_unless_opted_in(tmp_path, nano):
+    dst = _copy_nano(tmp_path)
+    (dst / "model.safetensors").unlink()
+    torch.save(nano[0].state_dict(), dst / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="pickle"):
+        load_model(str(dst), verbose=False)
+    model, _ = load_model(str(dst), allow_pickle=True, verbose=False)
+    assert torch.equal(model.model.embed_tokens.weight, nano[0].model.embed_tokens.weight)
+
+
+def test_missing_bitsandbytes_says_how_to_fix(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+    with pytest.raises(ModelLoadError, match="pip install bitsandbytes"):
+        load_model("qwq-nano", bits=4, verbose=False)
+
+
+def test_hub_id_offline_says_how_to_fix(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="offline"):
+        load_model("qwqlab-test/does-not-exist", verbose=False)
+
+
+def test_missing_nano_checkpoint(monkeypatch, tmp_path):
+    monkeypatch.setenv("QWQLAB_DATA", str(tmp_path))
+    with pytest.raises(ModelLoadError, match="train-nano"):
+        load_model("qwq-nano", verbose=False)
+
+
+# --------------------------------------------------------------------------- memory
+
+def test_known_configs_cover_the_issue():
+    names = set(known_configs())
+    for n in ["Qwen/QwQ-32B", "qwq-nano"] + [f"deepseek-ai/DeepSeek-R1-Distill-Qwen-{s}" for s in
+                                             ("1.5B", "7B", "14B", "32B")]:
+        assert n in names
+
+
+def test_qwq32b_kv_cache_is_256_kib_per_token_in_bf16():
+    est = estimate_memory("Qwen/QwQ-32B", bits=16, context_tokens=1)
+    assert est.kv_cache_bytes == 64 * 8 * 128 * 2 * 2 == 256 * 1024
+    assert estimate_memory("Qwen/QwQ-32B", bits=16, context_tokens=1000, batch_size=3).kv_cache_bytes == \
+        256 * 1024 * 3000
+
+
+def test_qwq32b_parameters_match_model_card():
+    # Model card: 32.5B parameters. The architecture gives 32.76B; within 1%.
+    assert count_parameters("Qwen/QwQ-32B") == pytest.approx(32.5e9, rel=0.01)
+    est16 = estimate_memory("Qwen/QwQ-32B", bits=16, context_tokens=0, overhead_fraction=0)
+    est4 = estimate_memory("Qwen/QwQ-32B", bits=4, context_tokens=0, overhead_fraction=0)
+    assert est16.weights_bytes == pytest.approx(2 * est16.parameters, rel=1e-6)
+    # 4-bit: linear layers at ~0.52 bytes, embeddings and head kept in bf16.
+    assert 16e9 < est4.weights_bytes < 21e9
+    assert est4.total_bytes < estimate_memory("Qwen/QwQ-32B", bits=8, context_tokens=0).total_bytes
+
+
+@pytest.mark.parametrize("bits", [32, 8, 4])
+def test_nano_estimate_matches_loaded_footprint(bits, nano):
+    model, _ = (nano if bits == 32 else load_model("qwq-nano", bits=bits, verbose=False))
+    est = estimate_memory(model, bits=bits, context_tokens=0, dtype_bits=32, overhead_fraction=0)
+    assert est.parameters == sum(p.numel() for p in nano[0].parameters())
+    assert est.weights_bytes == pytest.approx(model.get_memory_footprint(), rel=0.05)
+
+
+def test_estimate_memory_rejects_bad_input():
+    with pytest.raises(ValueError):
+        estimate_memory("Qwen/QwQ-32B", bits=3)
+    with pytest.raises(ModelLoadError, match="No offline config"):
+        estimate_memory("someone/unknown-model")
