@@ -330,7 +330,8 @@ the slip), so sampling shows all of them and outcome-reward RL has room to impro
   ({rec['num_key_value_heads']} KV heads), MLP {rec['intermediate_size']}, tied embeddings.
 - Training: {rec['steps']} AdamW steps, batch {rec['batch_size']}, lr {rec['lr']} (warm-up {rec['warmup_steps']}, cosine to 10%),
   loss on completion tokens only, seed {rec['seed']}, {rec['num_threads']} CPU threads:
-  {s['train_seconds']:.0f} s on the machine that built it; final loss {s['final_loss']}.
+  {s['train_seconds']:.0f} s on the machine that built it{' (' + s['train_note'] + ')' if s.get('train_note') else ''};
+  final loss {s['final_loss']}.
 
 ## Measured (held-out, {r['num_problems']} problems, one sample each at temperature {r['temperature']}, seed {r['seed']})
 | figure | value |
