@@ -1,0 +1,1120 @@
+"""Reasoning-length analysis: how long a model thinks, on what, and whether it pays.
+
+Everything here reads a *rollouts table*: one row per completion, with the columns of the
+glossary in CONTRIBUTING.md (``problem_id``, ``sample_index``, ``completion``,
+``thinking``, ``answer_text``, ``extracted_answer``, ``completion_tokens``,
+``think_tokens``, ``answer_tokens``, ``is_truncated``, ``correct``). qwqlab's own sampler
+writes such a table; ``load_traces`` turns a jsonl/parquet file from elsewhere (vLLM,
+another harness, a public trace dataset) into one; ``add_lengths`` fills in the columns a
+table lacks.
+
+The analyses (all vectorised: a million rollouts take seconds, see
+``benchmarks/bench_lengths.py``):
+
+- ``length_summary``: thinking, answer and total tokens; truncation rate; share of
+  completions with no thinking.
+- ``marker_counts`` / ``marker_summary``: reflection markers ("wait", "hmm", ...) per
+  completion and per 1,000 thinking tokens.
+- ``accuracy_by_length``: accuracy in quantile buckets of length.
+- ``length_by_correctness``: length distributions of correct against incorrect completions.
+- ``length_vs_pass_rate``: length against problem difficulty (per-problem pass rate).
+- ``overthinking``: thinking tokens spent after the final answer first appears in the
+  thinking (the "overthinking" of Chen et al. 2024, "Do NOT Think That Much for 2+3=?").
+- ``length_over_steps``: length (and reward, accuracy) over RL steps from a GRPO log.
+- ``analyze``: all of the above in one call.
+
+>>> report = analyze(rollouts)                        # doctest: +SKIP
+>>> report.summary, report.by_bucket                  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+#: Reflection markers counted by default: the words long-CoT models say when they
+#: second-guess themselves. "but wait" is also counted as a "wait"; the ``reflections``
+#: total counts each occurrence once.
+DEFAULT_MARKERS = ("wait", "alternatively", "hmm", "let me check", "but wait")
+
+#: The columns ``length_over_steps`` reads from ``train_grpo``'s log, canonical name ->
+#: log column. Pass ``columns=`` to map a log with other names.
+DEFAULT_LOG_COLUMNS = {
+    "step": "step",
+    "completion_tokens": "completion_tokens_mean",
+    "think_tokens": "think_tokens_mean",
+    "reward": "reward_mean",
+    "accuracy": "accuracy",
+}
+
+LENGTH_COLUMNS = ("think_tokens", "answer_tokens", "completion_tokens")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise KeyError(
+            f"{what} needs the column(s) {missing}, which this table lacks (it has {list(df.columns)}). "
+            "Fill them with qwqlab.lengths.add_lengths(table, tokenizer) or rename yours to the "
+            "glossary names in CONTRIBUTING.md.")
+
+
+def _correct(df: pd.DataFrame) -> pd.Series:
+    """``correct`` as float: 1.0, 0.0, or NaN for completions that could not be graded."""
+    return pd.to_numeric(df["correct"], errors="coerce").astype(float)
+
+
+def _text(series: pd.Series):
+    """A string column as a pyarrow array (missing values become empty strings)."""
+    import pyarrow as pa
+
+    s = series.fillna("")
+    arr = pa.array(s, type=pa.large_string()) if s.dtype == object else pa.array(s.astype("str"))
+    return arr
+
+
+def marker_regex(marker: str) -> str:
+    """The pattern a marker is matched with: whole words, any run of whitespace between them.
+
+    >>> marker_regex("let me check")
+    '\\\\blet\\\\s+me\\\\s+check\\\\b'
+    """
+    words = marker.strip().split()
+    if not words:
+        raise ValueError("a reflection marker cannot be empty")
+    body = r"\s+".join(re.escape(w) for w in words)
+    # \b only makes sense next to a word character ("hmm," is fine, "?!" is not).
+    left = r"\b" if re.match(r"\w", words[0]) else ""
+    right = r"\b" if re.search(r"\w$", words[-1]) else ""
+    return f"{left}{body}{right}"
+
+
+def count_tokens(texts, tokenizer=None) -> np.ndarray:
+    """Token counts of ``texts``, with ``tokenizer`` or the whitespace fallback.
+
+    Args:
+        texts: a sequence of strings (``None`` counts as empty).
+        tokenizer: a Hugging Face tokenizer (called on the whole batch, no special
+            tokens), or any callable ``str -> list of ids | int``. ``None`` uses the
+            **whitespace fallback**: the number of whitespace-separated pieces. That is
+            not a token count: subword tokenizers give more tokens than words (roughly
+            1.3 per English word, and one per digit for digit-splitting tokenizers such as
+            Qwen's and qwq-nano's), so use it to compare traces with each other, not with
+            figures measured in real tokens.
+
+    >>> count_tokens(["so 12+35=47", "", None]).tolist()
+    [2, 0, 0]
+    """
+    import pyarrow.compute as pc
+
+    texts = pd.Series(list(texts) if not isinstance(texts, pd.Series) else texts, dtype=object)
+    if tokenizer is None:
+        counts = pc.count_substring_regex(_text(texts), r"\S+")
+        return np.asarray(counts.to_numpy(zero_copy_only=False), dtype=np.int64)
+    values = texts.fillna("").astype(str).tolist()
+    if any(c.__name__ == "PreTrainedTokenizerBase" for c in type(tokenizer).__mro__) \
+            or hasattr(tokenizer, "backend_tokenizer"):  # a Hugging Face tokenizer: one batched call
+        ids = tokenizer(values, add_special_tokens=False)["input_ids"]
+        return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(values))
+    out = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        n = tokenizer(v)
+        out[i] = n if isinstance(n, (int, np.integer)) else len(n)
+    return out
+
+
+def add_lengths(rollouts: pd.DataFrame, tokenizer=None, prompt_opens_think: bool = True,
+                overwrite: bool = False) -> pd.DataFrame:
+    """Fill in the glossary columns a rollouts table lacks, from its ``completion`` text.
+
+    Splits thinking from answer (``qwqlab.chat.split_think``), extracts the boxed answer,
+    counts tokens (``count_tokens``: the tokenizer, or the whitespace fallback), and marks
+    a completion truncated when its ``finish_reason`` is ``"length"`` or, with no finish
+    reason, when its thinking never closed. Columns already present are kept unless
+    ``overwrite``. Returns a new table.
+    """
+    from qwqlab.chat import extract_boxed, split_think
+
+    df = rollouts.copy()
+    need = lambda c: overwrite or c not in df.columns  # noqa: E731
+    if need("thinking") or need("answer_text"):
+        _require(df, ["completion"], "splitting thinking from answer")
+        parts = [split_think(t or "", prompt_opens_think) for t in df["completion"].fillna("")]
+        if need("thinking"):
+            df["thinking"] = [p.thinking for p in parts]
+        if need("answer_text"):
+            df["answer_text"] = [p.answer for p in parts]
+        if need("is_truncated") and "finish_reason" not in df.columns:
+            df["is_truncated"] = [p.case == "unclosed" for p in parts]
+    if need("extracted_answer"):
+        df["extracted_answer"] = [extract_boxed(a) if isinstance(a, str) else None for a in df["answer_text"]]
+    if need("think_tokens"):
+        df["think_tokens"] = count_tokens(df["thinking"], tokenizer)
+    if need("answer_tokens"):
+        df["answer_tokens"] = count_tokens(df["answer_text"], tokenizer)
+    if need("completion_tokens"):
+        if "completion" in df.columns:
+            df["completion_tokens"] = count_tokens(df["completion"], tokenizer)
+        else:
+            df["completion_tokens"] = df["think_tokens"] + df["answer_tokens"]
+    if need("is_truncated"):
+        if "finish_reason" in df.columns:
+            df["is_truncated"] = df["finish_reason"].eq("length")
+        else:
+            df["is_truncated"] = df["thinking"].fillna("").str.len().gt(0) & df["answer_text"].fillna("").eq("")
+    return df
+
+
+# ----------------------------------------------------------------------------- lengths
+
+def length_summary(rollouts: pd.DataFrame, by: str | list[str] | None = None) -> pd.DataFrame:
+    """Thinking, answer and total tokens, truncation rate and share with no thinking.
+
+    One row per group of ``by`` (e.g. ``"run"`` to put before/after RL side by side), or one
+    row for the whole table. ``no_thinking_share`` counts completions whose thinking is
+    empty (``think_tokens == 0``); ``accuracy`` ignores ungraded completions.
+    """
+    _require(rollouts, [*LENGTH_COLUMNS, "is_truncated"], "length_summary")
+    df = pd.DataFrame({c: rollouts[c].astype(float) for c in LENGTH_COLUMNS})
+    df["is_truncated"] = rollouts["is_truncated"].astype(float)
+    df["no_thinking"] = (rollouts["think_tokens"] == 0).astype(float)
+    aggs = {"n": ("completion_tokens", "size")}
+    for c in LENGTH_COLUMNS:
+        aggs[f"{c}_mean"] = (c, "mean")
+        aggs[f"{c}_median"] = (c, "median")
+        aggs[f"{c}_p90"] = (c, lambda s: s.quantile(0.9))
+    aggs["truncation_rate"] = ("is_truncated", "mean")
+    aggs["no_thinking_share"] = ("no_thinking", "mean")
+    if "correct" in rollouts.columns:
+        df["correct"] = _correct(rollouts)
+        aggs["accuracy"] = ("correct", "mean")
+    keys = [by] if isinstance(by, str) else list(by or [])
+    if keys:
+        for k in keys:
+            df[k] = rollouts[k].values
+        return df.groupby(keys, sort=False).agg(**aggs).reset_index()
+    df["_all"] = "all"
+    return df.groupby("_all").agg(**aggs).reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- reflection markers
+
+def marker_counts(rollouts: pd.DataFrame | pd.Series, markers: Iterable[str] | None = None,
+                  extra: Iterable[str] = (), case_sensitive: bool = False) -> pd.DataFrame:
+    """Occurrences of each reflection marker in each completion's thinking.
+
+    Args:
+        rollouts: a rollouts table (its ``thinking`` and, if present, ``think_tokens``) or a
+            Series of thinking texts.
+        markers: the markers to count (default ``DEFAULT_MARKERS``); ``extra`` adds to them.
+            Matching is on whole words, case-insensitive unless ``case_sensitive``, with any
+            whitespace between the words of a phrase.
+
+    Returns:
+        One row per completion, a column per marker, ``reflections`` (every marker
+        occurrence counted once: "but wait" is one reflection, though it also shows in the
+        "wait" column) and, when token counts are known, ``reflections_per_1k`` (per 1,000
+        thinking tokens; NaN when there is no thinking).
+    """
+    import pyarrow.compute as pc
+
+    markers = list(dict.fromkeys([*(DEFAULT_MARKERS if markers is None else markers), *extra]))
+    if isinstance(rollouts, pd.Series):
+        thinking, tokens, index = rollouts, None, rollouts.index
+    else:
+        _require(rollouts, ["thinking"], "marker_counts")
+        thinking, index = rollouts["thinking"], rollouts.index
+        tokens = rollouts["think_tokens"] if "think_tokens" in rollouts.columns else None
+    arr = _text(thinking)
+    ignore_case = not case_sensitive
+
+    def count(values, pattern):
+        return pc.count_substring_regex(values, pattern, ignore_case=ignore_case).to_numpy(
+            zero_copy_only=False).astype(np.int64)
+
+    if markers:
+        # Longest first, so "but wait" wins over "wait" at the same place (leftmost-first).
+        total = count(arr, "|".join(f"(?:{marker_regex(m)})" for m in sorted(markers, key=len, reverse=True)))
+    else:
+        total = np.zeros(len(arr), dtype=np.int64)
+    # Per-marker counts only where some marker occurs: often a small share of the rows.
+    hit = np.flatnonzero(total)
+    some = arr.take(hit) if len(hit) < len(arr) else arr
+    out = {}
+    for m in markers:
+        col = np.zeros(len(arr), dtype=np.int64)
+        if len(hit):
+            col[hit] = count(some, marker_regex(m))
+        out[m] = col
+    out["reflections"] = total
+    df = pd.DataFrame(out, index=index)
+    if tokens is not None:
+        t = tokens.to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            df["reflections_per_1k"] = np.where(t > 0, total / t * 1000.0, np.nan)
+    return df
+
+
+def marker_summary(rollouts: pd.DataFrame, markers: Iterable[str] | None = None, extra: Iterable[str] = (),
+                   by: str | None = None, counts: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per marker: total count, share of completions using it, and rate per 1,000 thinking tokens.
+
+    The rate is pooled: all occurrences over all thinking tokens (x 1,000), so long
+    completions weigh more than in a mean of per-completion rates. The ``reflections`` row
+    counts every marker occurrence once. Pass ``counts`` (from ``marker_counts``) to reuse them.
+    """
+    _require(rollouts, ["thinking", "think_tokens"], "marker_summary")
+    counts = marker_counts(rollouts, markers, extra) if counts is None else counts
+    cols = [c for c in counts.columns if c != "reflections_per_1k"]
+    values = counts[cols].to_numpy()
+    tokens = rollouts["think_tokens"].to_numpy(dtype=float)
+    keys = rollouts[by].to_numpy() if by else np.zeros(len(rollouts), dtype=int)
+    rows = []
+    for key in pd.unique(keys):
+        mask = keys == key
+        total_tokens = tokens[mask].sum()
+        for j, m in enumerate(cols):
+            total = int(values[mask, j].sum())
+            rows.append({**({by: key} if by else {}), "marker": m, "count": total,
+                         "share_of_completions": float((values[mask, j] > 0).mean()) if mask.any() else math.nan,
+                         "per_1k_think_tokens": total / total_tokens * 1000.0 if total_tokens else math.nan})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- accuracy and length
+
+def length_buckets(lengths: pd.Series, bins: int = 5) -> pd.Series:
+    """Quantile buckets of ``lengths`` (``pd.qcut``); fewer than ``bins`` when lengths tie.
+
+    Many completions with no thinking at all all have length 0, so the lower quantiles can
+    coincide; those buckets merge rather than split equal lengths arbitrarily.
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, not {bins}")
+    lengths = lengths.astype(float)
+    if lengths.nunique() <= 1:
+        return pd.Series(pd.Categorical([f"[{lengths.min():g}, {lengths.max():g}]"] * len(lengths)),
+                         index=lengths.index)
+    return pd.qcut(lengths, bins, duplicates="drop")
+
+
+def accuracy_by_length(rollouts: pd.DataFrame, bins: int = 5, length: str = "think_tokens",
+                       by: str | None = None) -> pd.DataFrame:
+    """Accuracy in quantile buckets of ``length`` (thinking tokens by default).
+
+    Returns one row per bucket: its bounds, ``n``, ``mean_length``, ``accuracy`` (graded
+    completions only) and ``n_graded``. Buckets are quantiles of the whole table, so with
+    ``by`` (e.g. before/after RL) both groups share the same bounds.
+    """
+    _require(rollouts, [length, "correct"], "accuracy_by_length")
+    df = pd.DataFrame({"length": rollouts[length].astype(float), "correct": _correct(rollouts)})
+    df["bucket"] = length_buckets(df["length"], bins)
+    keys = ([by] if by else []) + ["bucket"]
+    if by:
+        df[by] = rollouts[by].values
+    out = df.groupby(keys, observed=True, sort=True).agg(
+        n=("length", "size"), length_min=("length", "min"), length_max=("length", "max"),
+        mean_length=("length", "mean"), accuracy=("correct", "mean"), n_graded=("correct", "count"))
+    out = out.reset_index()
+    out["bucket"] = out["bucket"].astype(str)
+    return out
+
+
+def correctness_label(rollouts: pd.DataFrame) -> pd.Series:
+    """``"correct"``, ``"incorrect"`` or ``"ungraded"`` per completion."""
+    c = _correct(rollouts)
+    return pd.Series(np.where(c.isna(), "ungraded", np.where(c > 0.5, "correct", "incorrect")),
+                     index=rollouts.index)
+
+
+def length_by_correctness(rollouts: pd.DataFrame, length: str = "think_tokens",
+                          by: str | None = None) -> pd.DataFrame:
+    """The distribution of ``length`` for correct against incorrect completions.
+
+    One row per outcome (``correct``, ``incorrect``, and ``ungraded`` if any): ``n``,
+    mean, std, quartiles, 90th percentile and max.
+    """
+    _require(rollouts, [length, "correct"], "length_by_correctness")
+    df = pd.DataFrame({"length": rollouts[length].astype(float), "outcome": correctness_label(rollouts)})
+    keys = ([by] if by else []) + ["outcome"]
+    if by:
+        df[by] = rollouts[by].values
+    g = df.groupby(keys, sort=True)["length"]
+    out = g.agg(n="size", mean="mean", std="std", min="min", max="max")
+    for q, name in ((0.25, "p25"), (0.5, "median"), (0.75, "p75"), (0.9, "p90")):
+        out[name] = g.quantile(q)
+    return out[["n", "mean", "std", "min", "p25", "median", "p75", "p90", "max"]].reset_index()
+
+
+def length_vs_pass_rate(rollouts: pd.DataFrame, length: str = "think_tokens", by: str | None = None,
+                        bins: int | None = None) -> pd.DataFrame:
+    """Length against problem difficulty: per problem, its pass rate and mean length.
+
+    With ``bins``, problems are grouped instead into equal-width pass-rate bins (0 to 1)
+    with the mean length of their completions. A model that "thinks harder on harder
+    problems" shows longer thinking at lower pass rates.
+    """
+    _require(rollouts, ["problem_id", length, "correct"], "length_vs_pass_rate")
+    df = pd.DataFrame({"problem_id": rollouts["problem_id"].values, "length": rollouts[length].astype(float).values,
+                       "correct": _correct(rollouts).values})
+    keys = ([by] if by else []) + ["problem_id"]
+    if by:
+        df[by] = rollouts[by].values
+    per = df.groupby(keys, sort=False).agg(n=("length", "size"), pass_rate=("correct", "mean"),
+                                           mean_length=("length", "mean")).reset_index()
+    if not bins:
+        return per
+    edges = np.linspace(0, 1, bins + 1)
+    per["pass_rate_bin"] = pd.cut(per["pass_rate"], edges, include_lowest=True)
+    keys = ([by] if by else []) + ["pass_rate_bin"]
+    out = per.groupby(keys, observed=True).agg(problems=("problem_id", "size"),
+                                               mean_length=("mean_length", "mean")).reset_index()
+    out["pass_rate_bin"] = out["pass_rate_bin"].astype(str)
+    return out
+
+
+# ----------------------------------------------------------------------------- overthinking
+
+def _glued(text: str, start: int, end: int, answer: str) -> bool:
+    """Whether ``text[start:end]`` (== answer) runs into a neighbouring letter or digit."""
+    if start and answer[0].isalnum() and (text[start - 1].isalnum() or text[start - 1] == "_"):
+        return True
+    if end < len(text) and answer[-1].isalnum():
+        after = text[end]
+        if after.isalnum() or after == "_":
+            return True
+        # "47" is not the answer in "4.75" nor in "47.5", but is in "... = 47."
+        if after == "." and answer[-1].isdigit() and end + 1 < len(text) and text[end + 1].isdigit():
+            return True
+    return False
+
+
+def _first_answer_end(text: str, answer: str) -> int:
+    """End position of the first standalone occurrence of ``answer`` in ``text``, or -1.
+
+    Standalone: not glued to a letter or digit on either side, so "47" is not found in
+    "147" or "4.75", but is in "12+35=47." and "= 47\\n".
+    """
+    start = text.find(answer)
+    while start != -1:
+        if not _glued(text, start, start + len(answer), answer):
+            return start + len(answer)
+        start = text.find(answer, start + 1)
+    return -1
+
+
+def overthinking(rollouts: pd.DataFrame, answer: str = "extracted_answer", tokenizer=None) -> pd.DataFrame:
+    """Thinking tokens spent after the final answer first appears in the thinking.
+
+    The final answer is ``answer`` (the boxed answer by default). Its first standalone
+    occurrence in the thinking marks where the model *had* its answer; what follows is
+    checking, second-guessing or restating: the overthinking of Chen et al. 2024 ("Do NOT
+    Think That Much for 2+3=? On the Overthinking of o1-like LLMs").
+
+    Tokens after that point are counted with ``tokenizer`` when given; otherwise they are
+    estimated as ``think_tokens x (characters after) / (characters of thinking)``, which
+    assumes tokens spread evenly over the characters (exact for averages over many
+    completions of similar text, rough for one).
+
+    Returns one row per completion: ``answer_in_thinking`` (bool), ``overthinking_tokens``
+    and ``overthinking_share`` (of the thinking), both NaN when the answer never appears
+    in the thinking or there is no answer.
+    """
+    _require(rollouts, ["thinking", "think_tokens"], "overthinking")
+    if answer not in rollouts.columns:
+        if answer == "extracted_answer" and "answer_text" in rollouts.columns:
+            from qwqlab.chat import extract_boxed
+            answers = [extract_boxed(a) if isinstance(a, str) else None for a in rollouts["answer_text"]]
+        else:
+            _require(rollouts, [answer], "overthinking")
+    else:
+        answers = rollouts[answer].tolist()
+    answers = [a.strip() if isinstance(a, str) else None for a in answers]
+    thinking = rollouts["thinking"].tolist()
+    n = len(thinking)
+    ends = np.full(n, -1, dtype=np.int64)
+    lens = np.zeros(n, dtype=np.int64)
+    # One str.find per row (C speed); the boundary check runs only where something was found.
+    for i, (t, a) in enumerate(zip(thinking, answers)):
+        if t.__class__ is not str or not t:
+            continue
+        lens[i] = len(t)
+        if a.__class__ is not str or not a:
+            continue
+        start = t.find(a)
+        if start < 0:
+            continue
+        end = start + len(a)
+        if _glued(t, start, end, a):
+            end = _first_answer_end(t, a)
+        ends[i] = end
+    found = ends >= 0
+    think_tokens = rollouts["think_tokens"].to_numpy(dtype=float)
+    tokens = np.full(n, np.nan)
+    if tokenizer is not None:
+        tails = [thinking[i][ends[i]:] for i in np.flatnonzero(found)]
+        tokens[found] = count_tokens(tails, tokenizer)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tokens[found] = think_tokens[found] * (lens[found] - ends[found]) / lens[found]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(found & (think_tokens > 0), tokens / think_tokens, np.nan)
+    return pd.DataFrame({"answer_in_thinking": found, "overthinking_tokens": tokens,
+                         "overthinking_share": share}, index=rollouts.index)
+
+
+def overthinking_summary(rollouts: pd.DataFrame, per_row: pd.DataFrame | None = None,
+                         by: str | None = None) -> pd.DataFrame:
+    """How often the answer appears before the thinking ends, and how many tokens follow it.
+
+    ``answer_in_thinking_share`` is over completions with thinking; token means are over
+    completions where the answer appears in the thinking; ``wasted_share`` is the share of
+    all their thinking tokens spent after the answer.
+    """
+    per_row = overthinking(rollouts) if per_row is None else per_row
+    df = per_row.copy()
+    df["has_thinking"] = rollouts["think_tokens"].to_numpy() > 0
+    df["think_tokens_found"] = np.where(df["answer_in_thinking"], rollouts["think_tokens"].to_numpy(float), np.nan)
+    df["_key"] = rollouts[by].values if by else "all"
+    rows = []
+    for key, g in df.groupby("_key", sort=False):
+        with_thinking = g[g["has_thinking"]]
+        tot = g["think_tokens_found"].sum()
+        rows.append({**({by: key} if by else {}), "n": len(g),
+                     "answer_in_thinking_share": float(with_thinking["answer_in_thinking"].mean())
+                     if len(with_thinking) else math.nan,
+                     "overthinking_tokens_mean": float(g["overthinking_tokens"].mean()),
+                     "overthinking_tokens_median": float(g["overthinking_tokens"].median()),
+                     "wasted_share": float(g["overthinking_tokens"].sum() / tot) if tot else math.nan})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- over RL steps
+
+def _read_table(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    suffixes = "".join(path.suffixes[-2:])
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix == ".csv":
+        return pd.read_csv(path)
+    if path.suffix in (".jsonl", ".json") or suffixes == ".jsonl.gz":
+        return pd.read_json(path, lines=path.suffix != ".json")
+    raise ValueError(f"{path}: cannot read a {path.suffix or 'suffix-less'} file; use .csv, .jsonl or .parquet")
+
+
+def length_over_steps(log, columns: Mapping[str, str] | None = None, window: int = 1) -> pd.DataFrame:
+    """Length, reward and accuracy over RL steps, from ``train_grpo``'s log table.
+
+    Args:
+        log: the log as a DataFrame, a list of per-step dicts, or a path (.csv, .jsonl,
+            .parquet); or a dict ``{run name: log}`` to stack several runs (adds ``run``).
+        columns: canonical name -> log column, overriding ``DEFAULT_LOG_COLUMNS`` (e.g.
+            ``{"think_tokens": "thinking_length"}``). ``step`` is required and at least one
+            length column; other canonical columns are kept when the log has them.
+        window: a centred rolling mean over this many steps (per-step reward is noisy,
+            about +-0.08 on qwq-nano); 1 keeps raw values.
+
+    Returns:
+        A table with ``step`` and the canonical columns found, sorted by step.
+    """
+    if isinstance(log, Mapping) and not {"step"} & set(log):
+        parts = [length_over_steps(v, columns, window).assign(run=k) for k, v in log.items()]
+        out = pd.concat(parts, ignore_index=True)
+        return out[["run", *[c for c in out.columns if c != "run"]]]
+    if isinstance(log, (str, Path)):
+        log = _read_table(log)
+    df = pd.DataFrame(log)
+    mapping = {**DEFAULT_LOG_COLUMNS, **(columns or {})}
+    step_col = mapping["step"]
+    if step_col not in df.columns:
+        raise KeyError(f"the log has no step column {step_col!r} (it has {list(df.columns)}); "
+                       "map yours with columns={'step': 'your_name'}")
+    keep = {canon: col for canon, col in mapping.items() if col in df.columns}
+    if not {"completion_tokens", "think_tokens"} & set(keep):
+        raise KeyError(f"the log has no length column: looked for {mapping['completion_tokens']!r} and "
+                       f"{mapping['think_tokens']!r} in {list(df.columns)}; map yours with "
+                       "columns={'think_tokens': ..., 'completion_tokens': ...}")
+    out = pd.DataFrame({canon: df[col].values for canon, col in keep.items()})
+    out = out.sort_values("step", kind="stable").reset_index(drop=True)
+    if window > 1:
+        value_cols = [c for c in out.columns if c != "step"]
+        out[value_cols] = out[value_cols].astype(float).rolling(window, center=True, min_periods=1).mean()
+    return out
+
+
+# ----------------------------------------------------------------------------- all at once
+
+@dataclass
+class LengthReport:
+    """Every length analysis of one rollouts table (see ``analyze``)."""
+    summary: pd.DataFrame
+    markers: pd.DataFrame
+    by_bucket: pd.DataFrame
+    by_correctness: pd.DataFrame
+    by_problem: pd.DataFrame
+    overthinking: pd.DataFrame
+    skipped: dict = field(default_factory=dict)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {k: v for k, v in vars(self).items() if isinstance(v, pd.DataFrame)}
+
+
+def analyze(rollouts: pd.DataFrame, markers: Iterable[str] | None = None, extra_markers: Iterable[str] = (),
+            bins: int = 5, length: str = "think_tokens", by: str | None = None,
+            correctness: str = "all", include_overthinking: bool = True) -> LengthReport:
+    """Run every analysis on one rollouts table.
+
+    Args:
+        markers, extra_markers: reflection markers (``DEFAULT_MARKERS`` plus extras).
+        bins: quantile buckets for accuracy by length.
+        length: the length column the distribution analyses use.
+        by: a column to split every table by (e.g. ``"run"``: before/after RL).
+        correctness: ``"all"``, ``"correct"`` or ``"incorrect"``: which completions the
+            summary, marker and overthinking tables describe (accuracy tables use all).
+    Returns:
+        A ``LengthReport``; an analysis whose columns are missing is left empty and its
+        reason put in ``report.skipped``.
+    """
+    if correctness not in ("all", "correct", "incorrect"):
+        raise ValueError(f"correctness must be 'all', 'correct' or 'incorrect', not {correctness!r}")
+    skipped = {}
+    sub = rollouts
+    if correctness != "all":
+        _require(rollouts, ["correct"], f"correctness={correctness!r}")
+        sub = rollouts[correctness_label(rollouts).eq(correctness)]
+
+    def attempt(name, fn):
+        try:
+            return fn()
+        except KeyError as e:
+            skipped[name] = str(e.args[0]) if e.args else str(e)
+            return pd.DataFrame()
+
+    counts = attempt("markers", lambda: marker_counts(sub, markers, extra_markers))
+    return LengthReport(
+        summary=attempt("summary", lambda: length_summary(sub, by)),
+        markers=attempt("markers", lambda: marker_summary(sub, by=by, counts=counts)) if len(counts.columns) else
+        pd.DataFrame(),
+        by_bucket=attempt("by_bucket", lambda: accuracy_by_length(rollouts, bins, length, by)),
+        by_correctness=attempt("by_correctness", lambda: length_by_correctness(rollouts, length, by)),
+        by_problem=attempt("by_problem", lambda: length_vs_pass_rate(rollouts, length, by)),
+        overthinking=attempt("overthinking", lambda: overthinking_summary(sub, by=by))
+        if include_overthinking else pd.DataFrame(),
+        skipped=skipped)
+
+
+# ----------------------------------------------------------------------------- importing traces
+
+class TraceFileError(ValueError):
+    """A traces file could not be read; the message names the file, the line and the problem."""
+
+
+#: What ``load_traces`` looks for, canonical name -> field name in the file (``None``: absent).
+#: Either ``response`` (the full completion, thinking included) or ``reasoning`` and/or
+#: ``answer`` (separate fields) must be present; ``correct`` (a label) or ``gold_answer``
+#: (graded here) gives correctness. Dotted names reach into nested records
+#: (``"outputs.0.text"`` for vLLM's ``RequestOutput`` dumps).
+DEFAULT_TRACE_FIELDS = {
+    "question": "question",
+    "response": "response",
+    "reasoning": None,
+    "answer": None,
+    "correct": None,
+    "gold_answer": None,
+    "problem_id": None,
+    "sample_index": None,
+    "finish_reason": None,
+}
+
+_TRUE = {"true", "1", "yes", "correct", "1.0", "t", "y"}
+_FALSE = {"false", "0", "no", "incorrect", "wrong", "0.0", "f", "n"}
+_MISSING = object()
+
+
+def _lookup(record, dotted: str):
+    cur = record
+    for part in dotted.split("."):
+        if isinstance(cur, Mapping) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, Mapping) and dotted in cur:  # a flat key that contains dots
+            return cur[dotted]
+        elif isinstance(cur, (list, tuple)) and part.lstrip("-").isdigit() and -len(cur) <= int(part) < len(cur):
+            cur = cur[int(part)]
+        else:
+            return _MISSING
+    return cur
+
+
+def _as_label(value, where: str) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value in (0, 1) or (isinstance(value, float) and math.isnan(value)):
+            return float(value)
+        raise TraceFileError(f"{where}: correctness label {value!r} is not 0/1 or true/false")
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in _TRUE:
+            return 1.0
+        if v in _FALSE:
+            return 0.0
+        if v in ("", "none", "null", "nan"):
+            return math.nan
+    raise TraceFileError(f"{where}: correctness label {value!r} is not 0/1 or true/false")
+
+
+def _normalise_answer(s: str) -> str:
+    s = s.strip().strip("$").strip()
+    s = re.sub(r"\\text\{([^{}]*)\}", r"\1", s)
+    s = re.sub(r"\\(?:left|right|,|;|!|\s)", "", s)
+    s = s.replace(" ", "").rstrip(".")
+    if re.fullmatch(r"-?\d+(\.\d+)?", s):
+        s = s.lstrip("0") or "0" if not s.startswith("-") else "-" + (s[1:].lstrip("0") or "0")
+        if "." in s:
+            s = s.rstrip("0").rstrip(".")
+    return s
+
+
+def default_grader(predicted: str | None, gold) -> float | None:
+    """Grade an extracted answer against a gold answer: 1.0, 0.0, or ``None`` if ungradable.
+
+    Equal after light normalisation (spaces, ``$``, ``\\text{}``, leading zeros) counts as
+    correct; otherwise Math-Verify decides (equivalent expressions such as ``1/2`` and
+    ``\\frac{1}{2}``). A gold answer that is empty, or that Math-Verify cannot parse when
+    it is needed, gives ``None`` (cannot be judged), never a silent 0. A missing prediction
+    is 0.0: the model did not answer.
+    """
+    if gold is None or (isinstance(gold, float) and math.isnan(gold)) or not str(gold).strip():
+        return None
+    gold = str(gold)
+    if predicted is None or not str(predicted).strip():
+        return 0.0
+    if _normalise_answer(str(predicted)) == _normalise_answer(gold):
+        return 1.0
+    try:
+        from math_verify import parse, verify
+    except ImportError:  # pragma: no cover - math-verify is a dependency
+        return 0.0
+    try:
+        g = parse(f"${gold}$" if "$" not in gold and "\\boxed" not in gold else gold)
+        if not g:
+            return None
+        p = parse(f"${predicted}$")
+        return float(bool(p) and verify(g, p))
+    except Exception:  # Math-Verify can raise on pathological LaTeX: cannot judge
+        return None
+
+
+def _iter_jsonl(path: Path):
+    """(line number, record) for each non-blank line; raises TraceFileError on bad input."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise TraceFileError(f"{path}: could not be read ({e}); a truncated .gz file also fails here") from e
+    if not data.strip():
+        raise TraceFileError(f"{path}: the file is empty (no traces)")
+    lines = data.split(b"\n")
+    ends_with_newline = data.endswith(b"\n")
+    last = len(lines) - (1 if ends_with_newline else 0)
+    for number, raw in enumerate(lines[:last], start=1):
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise TraceFileError(f"{path}, line {number}: not valid UTF-8 (byte {e.start})") from e
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as e:
+            if number == last and not ends_with_newline:
+                raise TraceFileError(
+                    f"{path}, line {number}: the file ends in the middle of a record ({e.msg} at "
+                    f"column {e.colno}); it looks truncated (partly written or cut off). Nothing "
+                    "was loaded: re-export or finish writing it.") from e
+            raise TraceFileError(f"{path}, line {number}: not valid JSON ({e.msg} at column {e.colno})") from e
+        if not isinstance(record, dict):
+            raise TraceFileError(f"{path}, line {number}: expected a JSON object (one trace per line), "
+                                 f"got {type(record).__name__}")
+        yield f"{path}, line {number}", record
+
+
+def _iter_parquet(path: Path):
+    try:
+        import pyarrow.parquet as pq
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises ArrowInvalid/OSError on a cut-off or corrupt file
+        raise TraceFileError(f"{path}: not a complete parquet file ({e}); it may be truncated or "
+                             "still being written. Nothing was loaded.") from e
+    if table.num_rows == 0:
+        raise TraceFileError(f"{path}: the file holds no rows (no traces)")
+    for number, record in enumerate(table.to_pylist(), start=1):
+        yield f"{path}, row {number}", record
+
+
+def load_traces(path: str | Path, fields: Mapping[str, str | None] | None = None, tokenizer=None,
+                grader: Callable[[str | None, str], float | None] | None = None,
+                prompt_opens_think: bool = True) -> pd.DataFrame:
+    """Read reasoning traces from a jsonl (optionally .gz) or parquet file into a rollouts table.
+
+    Args:
+        path: the file. Every line (jsonl) or row (parquet) is one trace, or one question
+            with a list of responses (``response`` holding a list; ``correct`` then a list of
+            the same length or one value for all).
+        fields: canonical name -> the file's field name, over ``DEFAULT_TRACE_FIELDS``.
+            For example a vLLM dump: ``{"question": "prompt", "response": "outputs.0.text",
+            "finish_reason": "outputs.0.finish_reason"}``; a dataset with separate fields:
+            ``{"question": "problem", "response": None, "reasoning": "reasoning_content",
+            "answer": "content", "gold_answer": "answer"}``. Set ``question`` to ``None``
+            if the file has none (each line is then its own problem).
+        tokenizer: counts tokens (see ``count_tokens``); ``None`` uses the whitespace
+            fallback, which counts words, not tokens.
+        grader: ``(extracted_answer, gold) -> 1.0 | 0.0 | None`` when grading against
+            ``gold_answer``; default ``default_grader`` (normalised match, then Math-Verify).
+        prompt_opens_think: responses start inside the thinking (QwQ's template adds
+            ``<think>`` to the prompt), so a response with ``</think>`` and no ``<think>``
+            is well formed. See ``qwqlab.chat.split_think``.
+
+    Returns:
+        The rollouts table (glossary columns; ``prompt`` holds the question), one row per
+        response, in file order. ``correct`` is NaN where the file gives neither a label
+        nor a gradable gold answer; ``finish_reason`` is None unless mapped.
+
+    Raises:
+        TraceFileError: naming the file, the line (or row) and what was wrong: invalid
+            JSON, a missing or mistyped field, an unreadable label; a file that ends in the
+            middle of a record is reported as truncated, and nothing is returned. (A file
+            cut exactly between two lines cannot be told from a shorter complete file;
+            compare the row count with the producer's when that matters.)
+    """
+    from qwqlab.chat import extract_boxed, split_think
+
+    path = Path(path)
+    unknown = set(fields or {}) - set(DEFAULT_TRACE_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown trace field(s) {sorted(unknown)}; known: {sorted(DEFAULT_TRACE_FIELDS)}")
+    f = {**DEFAULT_TRACE_FIELDS, **(fields or {})}
+    if fields and ("reasoning" in fields or "answer" in fields) and "response" not in fields:
+        f["response"] = None  # separate fields given: do not also look for a full response
+    if not (f["response"] or f["reasoning"] or f["answer"]):
+        raise ValueError("map the completion: fields={'response': ...} (full text) or "
+                         "{'reasoning': ..., 'answer': ...} (separate fields)")
+    if f["correct"] and f["gold_answer"]:
+        raise ValueError("give either a correctness label ('correct') or a gold answer ('gold_answer'), not both")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such traces file")
+    name = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    if name in (".jsonl", ".jsonl.gz", ".json", ".ndjson"):
+        records = _iter_jsonl(path)
+    elif name == ".parquet":
+        records = _iter_parquet(path)
+    else:
+        raise TraceFileError(f"{path}: unsupported file type {name!r}; use .jsonl, .jsonl.gz or .parquet")
+    grader = grader or default_grader
+
+    def get(record, key, where, required=True, kinds=(str,)):
+        col = f[key]
+        if not col:
+            return None
+        value = _lookup(record, col)
+        if value is _MISSING:
+            if not required:
+                return None
+            present = ", ".join(sorted(record)) if isinstance(record, Mapping) else "?"
+            raise TraceFileError(f"{where}: no field {col!r} for {key} (fields present: {present}). "
+                                 f"Map yours with fields={{{key!r}: 'your_field'}}.")
+        if value is not None and kinds and not isinstance(value, kinds):
+            raise TraceFileError(f"{where}: field {col!r} ({key}) should be "
+                                 f"{' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__}")
+        return value
+
+    rows, question_ids = [], {}
+    for where, record in records:
+        question = get(record, "question", where)
+        given_pid = get(record, "problem_id", where, kinds=(str, int))
+        if given_pid is not None:
+            pid = str(given_pid)
+        elif question is not None:
+            pid = question_ids.setdefault(question, f"{path.stem}-{len(question_ids)}")
+        else:
+            pid = f"{path.stem}-{where.rsplit(' ', 1)[-1]}"
+        response = get(record, "response", where, kinds=(str, list))
+        reasoning = get(record, "reasoning", where, kinds=(str, list))
+        answer = get(record, "answer", where, kinds=(str, list))
+        label = get(record, "correct", where, kinds=())
+        gold = get(record, "gold_answer", where, kinds=())
+        finish = get(record, "finish_reason", where, required=False, kinds=(str, list))
+        sidx = get(record, "sample_index", where, kinds=(int,))
+        multi = [v for v in (response, reasoning, answer) if isinstance(v, list)]
+        n = len(multi[0]) if multi else 1
+        if multi and any(len(m) != n for m in multi):
+            raise TraceFileError(f"{where}: response lists of different lengths")
+
+        def pick(v, i, what):
+            if isinstance(v, list):
+                if len(v) != n:
+                    raise TraceFileError(f"{where}: {what} has {len(v)} entries for {n} responses")
+                v = v[i]
+            return v
+
+        for i in range(n):
+            r, th, an = pick(response, i, "response"), pick(reasoning, i, "reasoning"), pick(answer, i, "answer")
+            for v, what in ((r, "response"), (th, "reasoning"), (an, "answer")):
+                if v is not None and not isinstance(v, str):
+                    raise TraceFileError(f"{where}: {what} #{i} should be text, got {type(v).__name__}")
+            if r is not None:
+                parts = split_think(r, prompt_opens_think)
+                thinking, answer_text, completion = parts.thinking, parts.answer, r
+                unclosed = parts.case == "unclosed"
+            else:
+                thinking, answer_text = (th or "").strip(), (an or "").strip()
+                completion = f"{thinking}\n</think>\n\n{answer_text}" if thinking else answer_text
+                unclosed = bool(thinking) and not answer_text
+            extracted = extract_boxed(answer_text)
+            if f["correct"]:
+                correct = _as_label(pick(label, i, "correct") if isinstance(label, list) else label, where)
+            elif f["gold_answer"]:
+                g = pick(gold, i, "gold_answer") if isinstance(gold, list) else gold
+                pred = extracted if extracted is not None else (answer_text.strip() or None)
+                grade = grader(pred, g)
+                correct = math.nan if grade is None else float(grade)
+            else:
+                correct = math.nan
+            fr = pick(finish, i, "finish_reason") if isinstance(finish, list) else finish
+            rows.append({"problem_id": pid, "sample_index": sidx if sidx is not None and n == 1 else None,
+                         "prompt": question, "completion": completion, "thinking": thinking,
+                         "answer_text": answer_text, "extracted_answer": extracted,
+                         "finish_reason": fr, "is_truncated": (fr == "length") if fr is not None else unclosed,
+                         "correct": correct, "gold_answer": None if gold is None else str(
+                             pick(gold, i, "gold_answer") if isinstance(gold, list) else gold)})
+    df = pd.DataFrame(rows)
+    if df["sample_index"].isna().any():
+        df["sample_index"] = df.groupby("problem_id", sort=False).cumcount()
+    df["sample_index"] = df["sample_index"].astype(int)
+    df["think_tokens"] = count_tokens(df["thinking"], tokenizer)
+    df["answer_tokens"] = count_tokens(df["answer_text"], tokenizer)
+    df["completion_tokens"] = count_tokens(df["completion"], tokenizer)
+    df["is_truncated"] = df["is_truncated"].astype(bool)
+    if not f["gold_answer"]:
+        df = df.drop(columns="gold_answer")
+    return df
+
+
+# ----------------------------------------------------------------------------- qwq-nano rollouts
+
+def rollouts_from_generations(generations, problems, task, tokenizer, **settings) -> pd.DataFrame:
+    """A rollouts table from ``qwqlab.rollouts.generate``'s output, graded by ``task``.
+
+    Token counts come from the generated ids (thinking and answer by tokenising each part),
+    ``is_truncated`` from the finish reason. ``settings`` (e.g. ``temperature=1.0``) are
+    added as constant columns.
+    """
+    from qwqlab.chat import extract_boxed, split_think
+
+    rows = []
+    for g in generations:
+        p = problems[g.prompt_index]
+        parts = split_think(g.text)
+        rows.append({"problem_id": p.id, "sample_index": g.sample_index, "prompt": p.question,
+                     "completion": g.text, "thinking": parts.thinking, "answer_text": parts.answer,
+                     "extracted_answer": extract_boxed(parts.answer), "completion_tokens": g.num_tokens,
+                     "finish_reason": g.finish_reason, "is_truncated": g.finish_reason == "length",
+                     "correct": task.grade(g.text, p)})
+    df = pd.DataFrame(rows)
+    df["think_tokens"] = count_tokens(df["thinking"], tokenizer)
+    df["answer_tokens"] = count_tokens(df["answer_text"], tokenizer)
+    df["correct"] = pd.to_numeric(df["correct"], errors="coerce").astype(float)
+    for k, v in settings.items():
+        df[k] = v
+    return df
+
+
+def synthetic_rollouts(n: int, seed: int = 0, num_generations: int = 8, unique: int = 5000,
+                       mix: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """A fake rollouts table of ``n`` rows from qwq-nano's trace generator, for tests and benchmarks.
+
+    ``unique`` distinct traces are generated (``qwqlab.tasks.arithmetic.reasoning_trace``,
+    habits drawn from ``mix``) and tiled to ``n`` rows; token counts are whitespace counts
+    character counts (about one token per character, as with qwq-nano's digit-splitting
+    tokenizer), so they are deterministic without a tokenizer.
+    """
+    import random
+
+    from qwqlab.chat import split_think
+    from qwqlab.tasks.arithmetic import DEFAULT_MIX, reasoning_trace
+
+    rng = random.Random(seed)
+    modes, weights = zip(*(mix or DEFAULT_MIX).items())
+    base = []
+    for _ in range(min(unique, n) or 1):
+        a, b = rng.randrange(10, 1000), rng.randrange(10, 1000)
+        text = reasoning_trace(a, b, rng.choices(modes, weights)[0], rng)
+        parts = split_think(text)
+        base.append((text, parts.thinking, parts.answer, str(a + b)))
+    base_df = pd.DataFrame(base, columns=["completion", "thinking", "answer_text", "gold"])
+    from qwqlab.chat import extract_boxed
+    base_df["extracted_answer"] = [extract_boxed(a) for a in base_df["answer_text"]]
+    base_df["correct"] = (base_df["extracted_answer"] == base_df["gold"]).astype(float)
+    base_df["think_tokens"] = base_df["thinking"].str.len().astype(np.int64)
+    base_df["answer_tokens"] = base_df["answer_text"].str.len().astype(np.int64)
+    idx = np.random.default_rng(seed).integers(0, len(base_df), n)
+    df = base_df.iloc[idx].drop(columns="gold").reset_index(drop=True)
+    df.insert(0, "problem_id", (np.arange(n) // num_generations).astype(str))
+    df.insert(1, "sample_index", np.arange(n) % num_generations)
+    df["completion_tokens"] = df["think_tokens"] + df["answer_tokens"] + 2
+    df["is_truncated"] = False
+    return df
+
+
+def sample_rollouts(model, tokenizer, task, num_problems: int = 64, num_generations: int = 8,
+                    max_new_tokens: int = 96, temperature: float = 1.0, seed: int = 0, batch_size: int = 32,
+                    progress: bool = True, desc: str = "sampling") -> pd.DataFrame:
+    """Sample ``num_generations`` completions for each of ``task``'s first problems, as a rollouts table.
+
+    Uses ``qwqlab.rollouts.generate`` (batched, KV-cached) ``batch_size`` problems at a
+    time, with plain sampling (no top-p/top-k) at ``temperature`` so the table describes the
+    model's own distribution. Deterministic for a given ``seed`` on CPU.
+    """
+    from tqdm.auto import tqdm
+
+    from qwqlab.rollouts import generate
+
+    problems = task.problems(num_problems)
+    parts = []
+    for start in tqdm(range(0, len(problems), batch_size), desc=desc, disable=not progress):
+        chunk = problems[start:start + batch_size]
+        gens = generate(model, tokenizer, [task.prompt(tokenizer, p) for p in chunk], num_generations,
+                        temperature=temperature, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens,
+                        seed=seed * 100003 + start)
+        parts.append(rollouts_from_generations(gens, chunk, task, tokenizer))
+    df = pd.concat(parts, ignore_index=True)
+    return df.assign(temperature=temperature, max_new_tokens=max_new_tokens)
+
+
+# ----------------------------------------------------------------------------- recorded runs
+
+@dataclass
+class RecordedRuns:
+    """What ``find_recorded_runs`` found: GRPO logs, rollout tables, and trained models."""
+    folder: Path
+    logs: dict = field(default_factory=dict)          # name -> log DataFrame
+    rollouts: dict = field(default_factory=dict)      # name -> rollouts DataFrame
+    models: dict = field(default_factory=dict)        # name -> folder with config.json + safetensors
+    checkpoints: dict = field(default_factory=dict)   # name -> train_grpo checkpoint (step-*/state.pt)
+    unreadable: dict = field(default_factory=dict)    # name -> why it was skipped
+
+    def describe(self) -> str:
+        if not any((self.logs, self.rollouts, self.models, self.checkpoints)):
+            return f"no recorded runs in {self.folder}"
+        parts = [f"{k}: {', '.join(sorted(v))}" for k, v in
+                 (("GRPO logs", self.logs), ("rollout tables", self.rollouts), ("models", self.models),
+                  ("checkpoints", self.checkpoints)) if v]
+        if self.unreadable:
+            parts.append(f"skipped: {', '.join(f'{k} ({v})' for k, v in self.unreadable.items())}")
+        return f"in {self.folder}: " + "; ".join(parts)
+
+
+def find_recorded_runs(folder: str | Path | None = None, columns: Mapping[str, str] | None = None) -> RecordedRuns:
+    """Look through ``folder`` (default ``data/runs``) for recorded RL runs.
+
+    Tables (.jsonl, .csv, .parquet) with a step column and a length column (see
+    ``DEFAULT_LOG_COLUMNS``, or map yours with ``columns``) are GRPO logs; tables with a
+    ``completion`` column are rollouts. Folders with ``config.json`` and safetensors are
+    models; ``step-*/state.pt`` folders are ``train_grpo`` checkpoints (the newest per run
+    is kept). Names are paths relative to ``folder``, without suffix. A missing folder gives
+    an empty result, so notebooks can fall back to sampling.
+    """
+    from qwqlab.paths import data_dir
+
+    root = Path(folder) if folder else data_dir() / "runs"
+    found = RecordedRuns(folder=root)
+    if not root.is_dir():
+        return found
+    mapping = {**DEFAULT_LOG_COLUMNS, **(columns or {})}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part.startswith((".", "step-")) for part in rel.parts[:-1]):
+            continue  # hidden folders; checkpoints hold their own history, handled below
+        name = str(rel.with_suffix("")) if path.is_file() else str(rel)
+        if path.is_dir():
+            if (path / "config.json").exists() and any(path.glob("*.safetensors")):
+                found.models[name] = path
+            steps = [p for p in path.glob("step-*") if (p / "state.pt").exists() and p.suffix != ".tmp"]
+            if steps:
+                found.checkpoints[name] = max(steps, key=lambda p: int(p.name.split("-")[1]))
+            continue
+        if path.suffix not in (".jsonl", ".csv", ".parquet") or path.name in ("manifest.jsonl",):
+            continue
+        try:
+            df = _read_table(path)
+        except Exception as e:  # a half-written file must not stop the notebook
+            found.unreadable[name] = type(e).__name__
+            continue
+        if mapping["step"] in df.columns and {mapping["completion_tokens"], mapping["think_tokens"]} & set(df.columns):
+            found.logs[name] = df
+        elif "completion" in df.columns:
+            found.rollouts[name] = df
+    return found
+
+
+def collect_rollouts(runs: RecordedRuns | None = None, model: str = "qwq-nano", task=None, max_runs: int = 3,
+                     progress: bool = True, **settings) -> pd.DataFrame:
+    """Rollouts before and after RL, stacked with a ``run`` column, from whatever is recorded.
+
+    - Recorded rollout tables (``runs.rollouts``) are used as they are, named by file
+      (missing glossary columns filled by ``add_lengths`` with ``model``'s tokenizer).
+    - Otherwise ``model`` is sampled fresh (``"<model> (before RL)"``), and so is every
+      recorded RL model or ``train_grpo`` checkpoint (``"after RL: <name>"``, at most
+      ``max_runs`` of them), with the same problems and ``settings`` (see
+      ``sample_rollouts``). With nothing recorded, only the "before" table comes back.
+    """
+    from qwqlab.models import load_model
+    from qwqlab.tasks import ArithmeticTask
+
+    runs = runs if runs is not None else find_recorded_runs()
+    task = task or ArithmeticTask(split="test", seed=settings.get("seed", 0))
+    if runs.rollouts:
+        tokenizer = None
+        tables = {}
+        # "before"-like tables first, so plots read before -> after.
+        ordered = sorted(runs.rollouts.items(), key=lambda kv: (
+            0 if re.search(r"before|base|initial|start", kv[0], re.I) else 1, kv[0]))
+        for name, df in ordered[:max_runs]:
+            if not set(LENGTH_COLUMNS) <= set(df.columns) and tokenizer is None:
+                tokenizer = load_model(model, verbose=False)[1]
+            tables[name] = add_lengths(df, tokenizer)
+    else:
+        base, tokenizer = load_model(model, verbose=False)
+        tables = {f"{Path(model).name} (before RL)": sample_rollouts(base, tokenizer, task, progress=progress,
+                                                                     desc="before RL", **settings)}
+        todo = [(n, "model", p) for n, p in runs.models.items()] + \
+               [(n, "checkpoint", p) for n, p in runs.checkpoints.items()]
+        for name, kind, path in todo[:max_runs]:
+            try:
+                if kind == "model":
+                    trained, tok = load_model(str(path), verbose=False)
+                else:
+                    import copy
+
+                    from qwqlab.grpo import load_checkpoint
+                    trained, tok = copy.deepcopy(base), tokenizer
+                    load_checkpoint(path, trained)
+            except Exception as e:  # a checkpoint of another model (or LoRA) should not stop the rest
+                print(f"skipping {name}: {e}")
+                continue
+            tables[f"after RL: {name}"] = sample_rollouts(trained, tok, task, progress=progress,
+                                                          desc=f"after RL: {name}", **settings)
+    return pd.concat([df.assign(run=name) for name, df in tables.items()], ignore_index=True)

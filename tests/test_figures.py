@@ -1,0 +1,119 @@
+"""qwqlab.figures: figure files, the data manifest, parameters injection, and notebooks kept clean."""
+import json
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import pandas as pd  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+import pytest  # noqa: E402
+
+from qwqlab import figures  # noqa: E402
+from qwqlab.paths import REPO_ROOT  # noqa: E402
+
+
+def test_data_hash_is_stable_and_sensitive():
+    df = pd.DataFrame({"a": [1, 2], "b": [0.1, 0.2]})
+    assert figures.data_hash(df) == figures.data_hash(df.copy())
+    assert figures.data_hash(df) != figures.data_hash(df.assign(b=[0.1, 0.3]))
+    assert figures.data_hash({"x": 1, "y": [1, 2]}) == figures.data_hash({"y": [1, 2], "x": 1})  # key order
+    assert figures.data_hash("abc") == figures.data_hash(b"abc")
+    assert figures.data_hash(None) == ""
+
+
+def test_save_figure_writes_png_html_and_manifest(tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [3, 4])
+    entry = figures.save_figure("line", static=fig, interactive=go.Figure(go.Scatter(y=[3, 4])),
+                                data={"y": [3, 4]}, out=tmp_path)
+    plt.close(fig)
+    assert entry["files"] == ["line.png", "line.html"]
+    assert (tmp_path / "line.png").stat().st_size > 0
+    assert (tmp_path / "plotly.min.js").exists()  # the HTML draws offline
+    lines = (tmp_path / "manifest.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1]) == entry
+    with pytest.raises(ValueError, match="neither"):
+        figures.save_figure("nothing", out=tmp_path)
+
+
+def test_inject_parameters_goes_after_the_tagged_cell():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# t"),
+        nbformat.v4.new_code_cell("N = 100", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(N)")])
+    figures.inject_parameters(nb, {"N": 3, "NAME": "x"})
+    assert nb.cells[2].source.endswith("N = 3\nNAME = 'x'")
+    assert nb.cells[2].metadata["tags"] == ["injected-parameters"]
+    with pytest.raises(ValueError, match="tagged 'parameters'"):
+        figures.inject_parameters(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), {"x": 2})
+
+
+# ----------------------------------------------------------------------------- notebooks as committed
+
+NOTEBOOKS = figures.list_notebooks()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebooks_are_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.get("outputs") == [], f"{path.name}: cell {i} has outputs; clear them before committing"
+            assert cell.get("execution_count") is None, f"{path.name}: cell {i} has an execution count"
+    assert "widgets" not in nb.metadata, f"{path.name}: saved widget state; clear it before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebooks_follow_the_layout(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), "a title cell first"
+    intro = nb.cells[1]
+    assert intro.cell_type == "markdown", "then a markdown cell: what it teaches, time on a CPU, a GPU"
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1 and tagged[0].cell_type == "code", "exactly one code cell tagged `parameters`"
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 2 and all(p.name[:2].isdigit() for p in NOTEBOOKS)
+
+
+def test_figures_command_has_help():
+    out = subprocess.run([sys.executable, "-m", "qwqlab", "figures", "--help"], capture_output=True, text=True,
+                         cwd=REPO_ROOT, timeout=60)
+    assert out.returncode == 0 and "--out" in out.stdout
+
+
+# ----------------------------------------------------------------------------- two runs, same data
+
+TINY = '''
+import numpy as np, pandas as pd, matplotlib.pyplot as plt, plotly.graph_objects as go
+from qwqlab.figures import save_figure
+rng = np.random.default_rng(SEED)
+df = pd.DataFrame({"x": np.arange(N), "y": rng.normal(size=N)})
+fig, ax = plt.subplots(); ax.plot(df.x, df.y)
+save_figure("walk", static=fig, interactive=go.Figure(go.Scatter(x=df.x, y=df.y)), data=df)
+'''
+
+
+@pytest.mark.slow
+def test_two_runs_give_identical_data_hashes(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# 99 · tiny"),
+        nbformat.v4.new_code_cell("N = 1000\nSEED = 0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(TINY)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "99_tiny.ipynb"
+    nbformat.write(nb, path)
+    first = figures.run_notebooks(tmp_path / "a", notebooks=[path], parameters={"99_tiny": {"N": 50}}, progress=False)
+    second = figures.run_notebooks(tmp_path / "b", notebooks=[path], parameters={"99_tiny": {"N": 50}}, progress=False)
+    hashes = [[f["data_sha256"] for f in m["notebooks"]["99_tiny"]["figures"]] for m in (first, second)]
+    assert hashes[0] == hashes[1] and len(hashes[0]) == 1 and hashes[0][0]
+    assert (tmp_path / "a" / "99_tiny" / "walk.png").exists() and (tmp_path / "b" / "manifest.json").exists()
+    # A rerun into the same folder replaces, not appends to, the notebook's manifest.
+    again = figures.run_notebooks(tmp_path / "a", notebooks=[path], parameters={"99_tiny": {"N": 50}}, progress=False)
+    assert len(again["notebooks"]["99_tiny"]["figures"]) == 1

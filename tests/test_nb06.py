@@ -1,0 +1,27 @@
+"""Notebook 06 runs headless, writes its figures, and shows the mis-attributed figures against their sources."""
+import json
+
+import pytest
+
+from qwqlab.figures import NOTEBOOK_DIR, execute_notebook
+
+NOTEBOOK = NOTEBOOK_DIR / "06_benchmark_plots.ipynb"
+
+
+@pytest.mark.slow
+def test_notebook_06_runs_and_writes_its_figures(tmp_path):
+    params = {"SCATTER_BENCHMARKS": ["AIME24"],  # one scatter instead of two, for speed
+              "OWN_RESULTS": [{"model": "test-run", "benchmark": "AIME24", "score": 12.5, "params_total_b": 1.5}]}
+    nb = execute_notebook(NOTEBOOK, params, out_dir=tmp_path)
+    entries = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+    names = [e["name"] for e in entries]
+    assert names == ["benchmark_bars", "size_efficiency_AIME24", "misattributed_figures"]
+    for e in entries:
+        assert e["data_sha256"]
+        for f in e["files"]:
+            assert (tmp_path / f).stat().st_size > 1000, f
+    assert "test-run" in (tmp_path / "benchmark_bars.html").read_text()  # own runs are overlaid
+    text = "\n".join(o.get("text", "") + json.dumps(o.get("data", {})) for c in nb.cells if c.cell_type == "code"
+                     for o in c.get("outputs", []))
+    assert "QwQ-preview-blog" in text and "69.5" in text  # the claims shown against their sources
+    assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
