@@ -486,12 +486,12 @@ def reward_explorer(rollouts, tokenizer=None, weights: dict | None = None, estim
                          f"spread {spread:.3f}; advantages ({est.value}): "
                          + ", ".join(f"{a:+.3f}" for a in g["advantage"])
                          + f"<br>batch: {len(table)} rollouts, mean reward {np.nanmean(total):.3f}; "
-                         f"{_zero_spread_share(total, num_generations):.0%} of groups have no reward spread")
+                         f"{_reward_zero_spread_share(total, num_generations):.0%} of groups have no reward spread")
         shown = g[["sample_index", "completion_tokens"] + (["correct"] if "correct" in g else [])
                   + active + ["reward", "advantage"]]
         table_html.value = shown.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="None")
         if plot:
-            _draw_group(out, g, est.value)
+            _draw_reward_group(out, g, est.value)
             box.redraws += 1
         box.updates += 1
 
@@ -510,7 +510,7 @@ def reward_explorer(rollouts, tokenizer=None, weights: dict | None = None, estim
     return box
 
 
-def _zero_spread_share(total, num_generations: int) -> float:
+def _reward_zero_spread_share(total, num_generations: int) -> float:
     import numpy as np
 
     groups = np.asarray(total, dtype=float).reshape(-1, num_generations)
@@ -518,7 +518,7 @@ def _zero_spread_share(total, num_generations: int) -> float:
     return float(np.mean(flat))
 
 
-def _draw_group(out, group, estimator: str):
+def _draw_reward_group(out, group, estimator: str):
     import matplotlib.pyplot as plt
     from IPython.display import display
 

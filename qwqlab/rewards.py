@@ -1,0 +1,817 @@
+"""Reward functions for RL on reasoning models, in the signature TRL's ``GRPOTrainer`` takes.
+
+Every reward is ``reward(prompts, completions, **kwargs) -> list[float | None]``: one value
+per completion, ``None`` meaning "cannot be judged" (the gold answer is missing or does not
+parse), never a silent 0. Completions may be strings or TRL's conversational form (a list
+of message dicts); prompts likewise. Dataset columns arrive as keyword lists, as TRL passes
+them: the gold answer as ``answer=[...]``, code tests as ``test_cases=[...]``.
+
+Parameterised rewards are small factories (``make_cosine_reward(max_len=...)``); ``REWARDS``
+maps a name to its factory and ``get_reward(name, **params)`` builds one. ``combine``
+makes one reward out of several, with weights.
+
+Lengths are counted in tokens: from ``completion_ids`` (TRL passes the policy's token ids),
+else with a ``tokenizer`` (factory argument or keyword), and only as a documented fallback
+in characters, which over-count by a factor of 3-4 on English and differ across models.
+
+>>> accuracy_reward(["p"], ["12+35=47\\n</think>\\nThe answer is \\\\boxed{47}."], answer=["47"])
+[1.0]
+"""
+from __future__ import annotations
+
+import logging
+import math
+import re
+import signal
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from typing import Callable, Sequence
+
+from qwqlab.chat import THINK_CLOSE, THINK_OPEN, extract_boxed, split_think
+
+RewardFunc = Callable[..., list]
+
+__all__ = [
+    "REWARDS", "get_reward", "combine", "completion_text", "completion_lengths",
+    "accuracy_reward", "format_reward", "tag_count_reward", "repetition_penalty_reward",
+    "make_accuracy_reward", "make_format_reward", "make_tag_count_reward", "make_cosine_reward",
+    "make_kimi_length_reward", "make_soft_overlong_reward", "make_repetition_penalty_reward",
+    "make_code_reward", "answers_match", "reward_table", "length_curves", "token_weights",
+]
+
+# ---------------------------------------------------------------------------------------
+# Reading completions and prompts in either of TRL's forms
+# ---------------------------------------------------------------------------------------
+
+
+def _content_text(content) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # multimodal parts: [{"type": "text", "text": ...}, ...]
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return str(content)
+
+
+def completion_text(completion) -> str:
+    """The text of one completion: a string as is, or the assistant messages of a conversation.
+
+    >>> completion_text([{"role": "assistant", "content": "hi"}])
+    'hi'
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, bytes):
+        return completion.decode("utf-8", errors="replace")
+    if isinstance(completion, dict):
+        return _content_text(completion.get("content"))
+    if isinstance(completion, (list, tuple)):
+        msgs = [m for m in completion if isinstance(m, dict)]
+        assistant = [m for m in msgs if m.get("role", "assistant") == "assistant"]
+        return "".join(_content_text(m.get("content")) for m in (assistant or msgs))
+    return "" if completion is None else str(completion)
+
+
+def _prompt_opens_think(prompt) -> bool:
+    """Did the prompt already open the thinking (QwQ's template ends with ``<think>\\n``)?
+
+    A conversational prompt (a list of messages) has not been through the chat template yet;
+    qwqlab assumes QwQ's template, which opens the thinking.
+    """
+    if isinstance(prompt, str):
+        return prompt.rstrip().endswith(THINK_OPEN)
+    return True
+
+
+def _prompt_key(prompt) -> str:
+    return prompt if isinstance(prompt, str) else repr(prompt)
+
+
+def _column(kwargs: dict, name: str, n: int, default=None) -> list:
+    """A dataset column from TRL's keyword arguments, one value per completion."""
+    value = kwargs.get(name, default)
+    if isinstance(value, (list, tuple)) and len(value) == n:
+        return list(value)
+    if isinstance(value, (list, tuple)):
+        if n and len(value) and n % len(value) == 0:
+            # one value per prompt given: repeat it for each of the prompt's completions
+            k = n // len(value)
+            return [v for v in value for _ in range(k)]
+        raise ValueError(f"column {name!r} has {len(value)} values for {n} completions; give one per "
+                         "completion (as TRL does) or one per prompt")
+    return [value] * n
+
+
+# ---------------------------------------------------------------------------------------
+# Lengths
+# ---------------------------------------------------------------------------------------
+
+
+def completion_lengths(completions, tokenizer=None, completion_ids=None) -> tuple[list[int], str]:
+    """Length of each completion and the unit it is in: ``"tokens"`` or ``"characters"``.
+
+    Token ids passed by TRL (``completion_ids``) win; otherwise ``tokenizer`` encodes the
+    texts; without either, characters are counted (a fallback: a tokenizer-free length
+    that is 3-4x the token count on English text and means different things per model).
+    """
+    n = len(completions)
+    if completion_ids is not None and len(completion_ids) == n:
+        return [len(ids) for ids in completion_ids], "tokens"
+    texts = [completion_text(c) for c in completions]
+    if tokenizer is not None:
+        enc = tokenizer(texts, add_special_tokens=False)
+        ids = enc["input_ids"] if isinstance(enc, dict) or hasattr(enc, "keys") else enc
+        return [len(x) for x in ids], "tokens"
+    return [len(t) for t in texts], "characters"
+
+
+# ---------------------------------------------------------------------------------------
+# Answer checking: a fast path for integers, Math-Verify for the rest, guarded
+# ---------------------------------------------------------------------------------------
+
+_INT = re.compile(r"[+-]?\d{1,60}")
+#: Longest boxed answer handed to Math-Verify; longer ones are compared as strings.
+MAX_MATH_VERIFY_CHARS = 120
+#: Wall-clock limit (seconds) on each Math-Verify parse or comparison, in the main thread.
+MATH_VERIFY_TIMEOUT_S = 0.1
+#: After this many timeouts in one reward call, the rest of the call compares strings only.
+MAX_TIMEOUTS_PER_CALL = 2
+#: Math-Verify time one reward call may spend: this many seconds plus 10 ms per completion
+#: (a real check takes 2-5 ms, so only adversarial batches reach it).
+MATH_VERIFY_BUDGET_S = 0.3
+_RISKY = re.compile(r"\d{16,}|\^\s*\{?\s*[+-]?\s*\d{4,}|\d[eE][+-]?\d{3,}|\\binom|\\prod|\\sum|\\int|\\lim|\\Gamma")
+_SMALL_FACTORIAL = re.compile(r"(?<![\d.])\d{1,3}\s*!")
+
+
+class _Timeout(BaseException):
+    """Math-Verify ran out of time. A BaseException, so sympy's broad ``except Exception``
+    clauses cannot swallow it."""
+
+
+#: Where a timer signal may raise: inside Math-Verify and the libraries it calls.
+_INTERRUPTIBLE = ("sympy", "math_verify", "latex2sympy", "mpmath", "antlr4", "lark")
+
+
+@contextmanager
+def _time_limit(seconds: float):
+    """Raise ``_Timeout`` after ``seconds`` of wall time (main thread only; else no limit).
+
+    Math-Verify's own timeouts use ``signal.alarm`` (whole seconds, and an error outside the
+    main thread), so qwqlab turns them off and uses a sub-second interval timer instead.
+    The timer repeats every 20 ms and raises only when it interrupts Math-Verify's own code
+    (not, say, a garbage-collector callback, where Python would print and drop the
+    exception), or after half a second of trying. A timer that was already running
+    (someone else's alarm) is re-armed afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+    fired = [0]
+
+    def _raise(signum, frame):
+        fired[0] += 1
+        where = frame.f_code.co_filename if frame is not None else ""
+        if fired[0] > 25 or any(part in where for part in _INTERRUPTIBLE):
+            raise _Timeout()
+
+    old_handler = signal.signal(signal.SIGALRM, _raise)
+    start = time.monotonic()
+    old_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds, 0.02)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
+        if old_delay > 0:
+            signal.setitimer(signal.ITIMER_REAL, max(1e-3, old_delay - (time.monotonic() - start)))
+
+
+def _is_risky(latex: str) -> bool:
+    """Answers that can make sympy hang: too long, deeply nested, towers of powers, huge numbers.
+
+    ``9^{9^{9^9}}`` or ``100000!`` are evaluated exactly by sympy (minutes, gigabytes), and
+    a C-level big-integer power cannot be interrupted by a signal, so they never reach it.
+    """
+    if len(latex) > MAX_MATH_VERIFY_CHARS or latex.count("^") > 1 or "**" in latex:
+        return True  # a second power can be an exponent of the first: 9^{9^9} has 370M digits
+    depth = best = 0
+    for ch in latex:
+        if ch in "{([":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "})]":
+            depth -= 1
+    if "!" in latex.replace("\\!", "") and latex.count("!") > len(_SMALL_FACTORIAL.findall(latex)):
+        return True  # only factorials of 1-3 digit numbers: (10^{100})! never finishes
+    return best > 5 or bool(_RISKY.search(latex))
+
+
+def _normalise(s: str) -> str:
+    s = re.sub(r"\\(left|right|,|;|!|\s)", "", s)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("$", "")
+    return re.sub(r"\s+", "", s).rstrip(".")
+
+
+_MV = None
+
+
+def _math_verify():
+    """Math-Verify, imported and warmed up once (its first parse imports half of sympy)."""
+    global _MV
+    if _MV is None:
+        import math_verify
+        from math_verify import grader, parser
+
+        # qwqlab disables Math-Verify's signal.alarm timeouts on purpose (see _time_limit);
+        # without this, Math-Verify warns about it on first use.
+        grader.TIMEOUT_WARNING_SHOWN = parser.TIMEOUT_WARNING_SHOWN = True
+        logging.getLogger("math_verify").setLevel(logging.ERROR)
+        configs = [math_verify.LatexExtractionConfig(boxed_match_priority=0), math_verify.ExprExtractionConfig()]
+        math_verify.verify(math_verify.parse("$\\frac{1}{2}$", configs, parsing_timeout=None),
+                           math_verify.parse("$0.5$", configs, parsing_timeout=None), timeout_seconds=None)
+        _MV = (math_verify, configs)
+    return _MV
+
+
+def _mv_parse(latex: str):
+    mv, configs = _math_verify()
+    with _time_limit(MATH_VERIFY_TIMEOUT_S):
+        return mv.parse(f"${latex}$", extraction_config=configs, parsing_timeout=None)
+
+
+_GOLD_CACHE: dict = {}
+
+
+def _parse_gold(gold: str):
+    """Parsed gold answer, or ``None`` if it does not parse (then it cannot be judged).
+
+    Raises ``_Timeout`` (not cached) when parsing ran out of time.
+    """
+    if gold not in _GOLD_CACHE:
+        parsed = None
+        if not _is_risky(gold):
+            try:
+                parsed = _mv_parse(gold)
+            except _Timeout:
+                raise
+            except Exception:
+                parsed = None
+        # Math-Verify falls back to the raw string when it finds no expression: not judgeable
+        if parsed is not None and not any(not isinstance(p, str) for p in parsed):
+            parsed = None
+        if len(_GOLD_CACHE) > 4096:
+            _GOLD_CACHE.clear()
+        _GOLD_CACHE[gold] = parsed
+    return _GOLD_CACHE[gold]
+
+
+class _Breaker:
+    """Math-Verify's allowance within one reward call: trips after ``MAX_TIMEOUTS_PER_CALL``
+    timeouts or once the call has spent its time budget on Math-Verify."""
+
+    def __init__(self, n: int = 1):
+        self.timeouts, self.spent, self.budget = 0, 0.0, MATH_VERIFY_BUDGET_S + 0.01 * n
+
+    @property
+    def open(self) -> bool:
+        return self.timeouts >= MAX_TIMEOUTS_PER_CALL or self.spent >= self.budget
+
+
+def answers_match(predicted: str | None, gold: str | None, _breaker: _Breaker | None = None) -> float | None:
+    """1.0 if a boxed answer equals the gold answer, 0.0 if not, ``None`` if gold cannot be judged.
+
+    Plain integers are compared as integers (no sympy: 1 us instead of ~2 ms). Otherwise
+    Math-Verify (Hugging Face) decides, guarded so that an adversarial answer cannot stall
+    training: answers over ``MAX_MATH_VERIFY_CHARS`` characters or shaped like a sympy trap
+    (``_is_risky``: towers of powers, huge numbers, deep nesting) are compared as normalised
+    strings only; each parse and comparison gets ``MATH_VERIFY_TIMEOUT_S`` seconds (in the
+    main thread; elsewhere only the shape checks apply) and counts as a mismatch when it runs
+    out; after ``MAX_TIMEOUTS_PER_CALL`` timeouts in one reward call the rest of that call is
+    compared as strings, as is the rest of a call that spent ``MATH_VERIFY_BUDGET_S`` plus
+    10 ms per completion in Math-Verify. A gold answer in which Math-Verify finds no expression
+    (``"\\frac{1}{"``) cannot be judged: ``None``, unless the prediction equals it as a
+    normalised string.
+
+    >>> answers_match("047", "47"), answers_match(r"\\frac{1}{2}", "0.5"), answers_match("1", None)
+    (1.0, 1.0, None)
+    """
+    if gold is None:
+        return None
+    gold = str(gold).strip()
+    if not gold:
+        return None
+    gold_is_int = bool(_INT.fullmatch(gold))
+    if predicted is None:  # no answer is wrong, if the gold answer can be judged at all
+        if gold_is_int or gold in _GOLD_CACHE:
+            return 0.0 if gold_is_int or _GOLD_CACHE[gold] is not None else None
+        predicted = ""
+    pred = predicted.strip()
+    if gold_is_int:
+        plain = pred.replace(",", "").replace("{", "").replace("}", "").replace(" ", "")
+        if _INT.fullmatch(plain):
+            return float(int(plain) == int(gold))
+    if pred and _normalise(pred) == _normalise(gold):
+        return 1.0
+    breaker = _breaker or _Breaker()
+    if breaker.open:
+        return None if gold in _GOLD_CACHE and _GOLD_CACHE[gold] is None and not gold_is_int else 0.0
+    start = time.perf_counter()
+    try:
+        return _verify(pred, gold, gold_is_int, breaker)
+    finally:
+        breaker.spent += time.perf_counter() - start
+
+
+def _verify(pred: str, gold: str, gold_is_int: bool, breaker: _Breaker) -> float | None:
+    try:
+        gold_parsed = _parse_gold(gold)
+    except _Timeout:
+        breaker.timeouts += 1
+        return 0.0 if gold_is_int else None
+    if gold_parsed is None:
+        # a gold integer never needs Math-Verify to be judged; anything else must parse
+        return 0.0 if gold_is_int else None
+    if not pred or _is_risky(pred):
+        return 0.0
+    mv, _ = _math_verify()
+    try:
+        pred_parsed = _mv_parse(pred)
+        if not pred_parsed:
+            return 0.0
+        with _time_limit(MATH_VERIFY_TIMEOUT_S):
+            return float(bool(mv.verify(gold_parsed, pred_parsed, timeout_seconds=None)))
+    except _Timeout:
+        breaker.timeouts += 1
+        return 0.0
+    except Exception:
+        return 0.0
+
+
+# ---------------------------------------------------------------------------------------
+# Correctness and format
+# ---------------------------------------------------------------------------------------
+
+
+def _as_problem(problem, answer):
+    from qwqlab.tasks.base import Problem
+
+    if problem is not None and hasattr(problem, "answer"):
+        return problem
+    if isinstance(problem, dict):
+        return Problem(id=str(problem.get("id", "")), question=str(problem.get("question", "")),
+                       answer=problem.get("answer", answer), meta=problem.get("meta", {}))
+    return Problem(id="", question="", answer=None if answer is None else str(answer))
+
+
+def make_accuracy_reward(task=None) -> RewardFunc:
+    """Correctness: 1.0 if the boxed answer after ``</think>`` is right, else 0.0.
+
+    With a ``task`` (factory argument, or keyword: one task or one per completion) and a
+    ``problem`` column (``Problem`` objects or dicts) or an ``answer`` column, the task's own
+    ``grade`` decides. Without a task, ``answers_match`` compares the last ``\\boxed{}`` of the
+    answer section with the gold ``answer``. ``None`` when there is no gold answer.
+    """
+    def accuracy_reward(prompts, completions, **kwargs):
+        n = len(completions)
+        answers = _column(kwargs, "answer", n)
+        problems = _column(kwargs, "problem", n)
+        tasks = _column(kwargs, "task", n, task)
+        breaker = _Breaker(n)
+        out = []
+        for comp, gold, prob, tsk in zip(completions, answers, problems, tasks):
+            text = completion_text(comp)
+            if tsk is not None and hasattr(tsk, "grade") and (prob is not None or gold is not None):
+                try:
+                    out.append(tsk.grade(text, _as_problem(prob, gold)))
+                except Exception:
+                    # a completion that crashes the grader is wrong, not unjudgeable: None
+                    # would spare it any penalty, and the policy would learn to crash graders
+                    out.append(0.0)
+                continue
+            if gold is None and prob is not None:
+                gold = getattr(prob, "answer", None) if not isinstance(prob, dict) else prob.get("answer")
+            out.append(answers_match(extract_boxed(split_think(text).answer), gold, breaker))
+        return out
+
+    return accuracy_reward
+
+
+def _format_ok(text: str, opened_by_prompt: bool) -> bool:
+    n_open, n_close = text.count(THINK_OPEN), text.count(THINK_CLOSE)
+    if n_close != 1 or n_open > 1:
+        return False
+    head, _, answer = text.partition(THINK_CLOSE)
+    if n_open == 1:
+        if opened_by_prompt or head.strip()[:len(THINK_OPEN)] != THINK_OPEN:
+            return False  # a second opening tag, or text before the opening tag
+        head = head.strip()[len(THINK_OPEN):]
+    elif not opened_by_prompt:
+        return False
+    return bool(head.strip()) and extract_boxed(answer) is not None
+
+
+def make_format_reward() -> RewardFunc:
+    """1.0 for thinking, one ``</think>``, then an answer with ``\\boxed{}``; else 0.0.
+
+    QwQ's prompt already opens ``<think>``, so a completion must not open it again; a prompt
+    that did not open it needs the completion to start with ``<think>``. The thinking must
+    not be empty. (open-r1's ``format_reward``, adapted to QwQ's format.)
+    """
+    def format_reward(prompts, completions, **kwargs):
+        prompts = prompts if prompts is not None else [None] * len(completions)
+        return [float(_format_ok(completion_text(c), _prompt_opens_think(p) if p is not None else True))
+                for p, c in zip(_pad(prompts, len(completions)), completions)]
+
+    return format_reward
+
+
+def _pad(prompts, n):
+    prompts = list(prompts) if prompts is not None else []
+    if len(prompts) == n:
+        return prompts
+    if prompts and n % len(prompts) == 0:
+        k = n // len(prompts)
+        return [p for p in prompts for _ in range(k)]
+    return [None] * n
+
+
+def make_tag_count_reward() -> RewardFunc:
+    """Partial credit for the tags, 0.25 each (open-r1's ``tag_count_reward`` in QwQ's format).
+
+    +0.25 the thinking is opened exactly once (by the prompt or the completion, not both),
+    +0.25 exactly one ``</think>``, +0.25 it ends its line (``</think>\\n``),
+    +0.25 exactly one ``\\boxed{`` after it. Gives a gradient before the full format is right.
+    """
+    def tag_count_reward(prompts, completions, **kwargs):
+        out = []
+        for p, c in zip(_pad(prompts, len(completions)), completions):
+            text = completion_text(c)
+            opened = (1 if (p is None or _prompt_opens_think(p)) else 0) + text.count(THINK_OPEN)
+            n_close = text.count(THINK_CLOSE)
+            answer = text.rpartition(THINK_CLOSE)[2] if n_close else ""
+            score = 0.25 * (opened == 1) + 0.25 * (n_close == 1)
+            score += 0.25 * (n_close == 1 and f"{THINK_CLOSE}\n" in text)
+            score += 0.25 * (n_close == 1 and len(re.findall(r"\\boxed\s*\{", answer)) == 1)
+            out.append(score)
+        return out
+
+    return tag_count_reward
+
+
+# ---------------------------------------------------------------------------------------
+# Length shaping
+# ---------------------------------------------------------------------------------------
+
+
+def _correctness(prompts, completions, kwargs, accuracy: RewardFunc | None):
+    acc = accuracy or accuracy_reward
+    return acc(prompts, completions, **kwargs)
+
+
+def make_cosine_reward(min_len: int = 0, max_len: int = 1000, min_value_wrong: float = -1.0,
+                       max_value_wrong: float = -0.5, min_value_correct: float = 0.5,
+                       max_value_correct: float = 1.0, exceed_penalty: float | None = None,
+                       tokenizer=None, accuracy: RewardFunc | None = None) -> RewardFunc:
+    """Cosine length-scaled correctness (Yeo et al. 2025, "Demystifying Long Chain-of-Thought").
+
+    With ``t`` the length past ``min_len`` as a share of ``max_len - min_len`` (clipped to
+    [0, 1]) and ``CosFn(t, a, b) = b + (a - b) * (1 + cos(pi * t)) / 2`` (``a`` at ``t=0``,
+    ``b`` at ``t=1``): a correct answer gets ``CosFn(t, max_value_correct, min_value_correct)``
+    (short and right is best), a wrong one ``CosFn(t, min_value_wrong, max_value_wrong)``
+    (short and wrong is worst: think longer when unsure). Past ``max_len``, ``exceed_penalty``
+    if given (the paper's ``r_exceed``). ``None`` where correctness cannot be judged.
+
+    >>> r = make_cosine_reward(min_len=20, max_len=100)  # both completions are under 20 characters
+    >>> r(["p"] * 2, ["</think> \\\\boxed{4}", "</think> \\\\boxed{5}"], answer=["4", "4"])
+    [1.0, -1.0]
+    """
+    if max_len <= min_len:
+        raise ValueError(f"need max_len > min_len (got min_len={min_len}, max_len={max_len})")
+
+    def cosine_reward(prompts, completions, **kwargs):
+        correct = _correctness(prompts, completions, kwargs, accuracy)
+        lengths, _ = completion_lengths(completions, kwargs.get("tokenizer", tokenizer), kwargs.get("completion_ids"))
+        out = []
+        for ok, n in zip(correct, lengths):
+            if ok is None:
+                out.append(None)
+                continue
+            if exceed_penalty is not None and n > max_len:
+                out.append(float(exceed_penalty))
+                continue
+            t = min(1.0, max(0.0, (n - min_len) / (max_len - min_len)))
+            at_start, at_end = (max_value_correct, min_value_correct) if ok >= 0.5 else (min_value_wrong, max_value_wrong)
+            out.append(at_end + (at_start - at_end) * 0.5 * (1.0 + math.cos(math.pi * t)))
+        return out
+
+    return cosine_reward
+
+
+def make_kimi_length_reward(tokenizer=None, num_generations: int | None = None,
+                            accuracy: RewardFunc | None = None) -> RewardFunc:
+    """Kimi k1.5's length penalty, relative to the other completions of the same prompt.
+
+    Kimi Team 2025 ("Kimi k1.5", section 2.3.3): in a group with shortest length ``min_len``
+    and longest ``max_len``, ``lambda_i = 0.5 - (len_i - min_len) / (max_len - min_len)``;
+    the reward is ``lambda_i`` for a correct answer and ``min(0, lambda_i)`` for a wrong one
+    (a short wrong answer is not rewarded for being short). All 0 when every length is equal.
+    Groups are completions with the same prompt, or consecutive runs of ``num_generations``.
+    ``None`` where correctness cannot be judged. Add it to the correctness reward with a weight.
+    """
+    def kimi_length_reward(prompts, completions, **kwargs):
+        n = len(completions)
+        correct = _correctness(prompts, completions, kwargs, accuracy)
+        lengths, _ = completion_lengths(completions, kwargs.get("tokenizer", tokenizer), kwargs.get("completion_ids"))
+        if num_generations:
+            keys = [i // num_generations for i in range(n)]
+        else:
+            keys = [_prompt_key(p) for p in _pad(prompts, n)]
+        groups: dict = {}
+        for i, k in enumerate(keys):
+            groups.setdefault(k, []).append(i)
+        out: list = [None] * n
+        for members in groups.values():
+            lo, hi = min(lengths[i] for i in members), max(lengths[i] for i in members)
+            for i in members:
+                if correct[i] is None:
+                    continue
+                lam = 0.0 if hi == lo else 0.5 - (lengths[i] - lo) / (hi - lo)
+                out[i] = lam if correct[i] >= 0.5 else min(0.0, lam)
+        return out
+
+    return kimi_length_reward
+
+
+def make_soft_overlong_reward(max_completion_len: int = 512, soft_punish_cache: int = 128,
+                              tokenizer=None) -> RewardFunc:
+    """DAPO's soft overlong punishment (Yu et al. 2025, eq. 13), in tokens.
+
+    ``0`` up to ``max_completion_len - soft_punish_cache``; then falls linearly,
+    ``((max_completion_len - soft_punish_cache) - len) / soft_punish_cache``, to ``-1`` at
+    ``max_completion_len``; ``-1`` beyond. Set ``max_completion_len`` to the generation limit.
+
+    >>> make_soft_overlong_reward(10, 4)(None, ["x" * 6, "x" * 8, "x" * 12])
+    [0.0, -0.5, -1.0]
+    """
+    if not 0 < soft_punish_cache <= max_completion_len:
+        raise ValueError("need 0 < soft_punish_cache <= max_completion_len "
+                         f"(got {soft_punish_cache}, {max_completion_len})")
+    start = max_completion_len - soft_punish_cache
+
+    def soft_overlong_reward(prompts, completions, **kwargs):
+        lengths, _ = completion_lengths(completions, kwargs.get("tokenizer", tokenizer), kwargs.get("completion_ids"))
+        return [0.0 if n <= start else (-1.0 if n > max_completion_len else (start - n) / soft_punish_cache)
+                for n in lengths]
+
+    return soft_overlong_reward
+
+
+def make_repetition_penalty_reward(ngram_size: int = 3, max_penalty: float = -1.0,
+                                   tokenizer=None) -> RewardFunc:
+    """N-gram repetition penalty (Yeo et al. 2025; open-r1's ``repetition_penalty_reward``).
+
+    ``max_penalty * (1 - distinct n-grams / all n-grams)``: 0 when nothing repeats, towards
+    ``max_penalty`` for a completion that loops. N-grams are over whitespace-separated words,
+    or over tokens when a ``tokenizer`` is given (better for text without spaces, such as
+    qwq-nano's ``7+5+1=13`` lines). Completions shorter than ``ngram_size`` get 0.
+    """
+    if ngram_size < 1:
+        raise ValueError(f"ngram_size must be >= 1, got {ngram_size}")
+    if max_penalty > 0:
+        raise ValueError(f"max_penalty is a penalty and must be <= 0, got {max_penalty}")
+
+    def repetition_penalty_reward(prompts, completions, **kwargs):
+        tok = kwargs.get("tokenizer", tokenizer)
+        out = []
+        for c in completions:
+            text = completion_text(c)
+            units = tok(text, add_special_tokens=False)["input_ids"] if tok is not None else text.lower().split()
+            if len(units) < ngram_size:
+                out.append(0.0)
+                continue
+            grams = list(zip(*(units[i:] for i in range(ngram_size))))
+            out.append(max_penalty * (1.0 - len(set(grams)) / len(grams)))
+        return out
+
+    return repetition_penalty_reward
+
+
+# ---------------------------------------------------------------------------------------
+# Code execution
+# ---------------------------------------------------------------------------------------
+
+_CODE_BLOCK = re.compile(r"```(?:python|py|python3)[ \t]*\r?\n(.*?)```", re.DOTALL | re.IGNORECASE)
+#: Longest program the code reward will run; longer ones score 0 without running.
+MAX_CODE_CHARS = 20_000
+
+
+def extract_code(text: str) -> str | None:
+    """The last fenced ```python block of the answer (after ``</think>`` if there is one)."""
+    answer = text.rpartition(THINK_CLOSE)[2] if THINK_CLOSE in text else text
+    blocks = _CODE_BLOCK.findall(answer)
+    return blocks[-1] if blocks else None
+
+
+def make_code_reward(timeout_s: float = 2.0, memory_mb: int = 512, all_or_nothing: bool = False,
+                     max_workers: int | None = None, config=None) -> RewardFunc:
+    """Runs the answer's last ```python block against its test cases in ``qwqlab.sandbox``.
+
+    Test cases come as the ``test_cases`` column, per completion a list whose items are
+    either ``{"input": stdin, "output": expected stdout}`` (compared line by line, trailing
+    spaces ignored) or a string of Python run after the program (``"assert f(2) == 4"``),
+    passing if the process exits 0. The reward is the share of tests passed (QwQ's
+    code-execution server checked generated code against test cases the same way), or 1/0
+    with ``all_or_nothing``. No code block: 0.0. No test cases: ``None``.
+    """
+    from qwqlab.sandbox import SandboxConfig
+
+    cfg = config or SandboxConfig(timeout_s=timeout_s, memory_mb=memory_mb)
+
+    def code_reward(prompts, completions, **kwargs):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from qwqlab.sandbox import run_tests
+
+        n = len(completions)
+        tests = _column(kwargs, "test_cases", n)
+        out: list = [None] * n
+        jobs = []
+        for i, (c, tc) in enumerate(zip(completions, tests)):
+            if not tc:
+                continue
+            code = extract_code(completion_text(c))
+            if code is None or len(code) > MAX_CODE_CHARS:
+                out[i] = 0.0
+            else:
+                jobs.append((i, code, list(tc)))
+        if jobs:
+            workers = max_workers or min(4, len(jobs))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(lambda j: run_tests(j[1], j[2], cfg), jobs))
+            for (i, _, tc), passed in zip(jobs, results):
+                share = sum(passed) / len(passed)
+                out[i] = float(share == 1.0) if all_or_nothing else share
+        return out
+
+    return code_reward
+
+
+# ---------------------------------------------------------------------------------------
+# Composition and registry
+# ---------------------------------------------------------------------------------------
+
+
+def combine(rewards: Sequence[RewardFunc], weights: Sequence[float] | None = None,
+            none: str = "skip", name: str = "combined_reward") -> RewardFunc:
+    """One reward from several: ``sum_k weights[k] * rewards[k]``, per completion.
+
+    ``none`` says what a ``None`` from one reward does to the sum:
+    ``"skip"`` (default) leaves that term out, and the result is ``None`` only if every
+    reward was ``None`` (exactly what TRL does with several ``reward_funcs``: a NaN-ignoring
+    weighted sum); ``"zero"`` counts it as 0; ``"propagate"`` makes the whole sum ``None``.
+
+    >>> f = combine([accuracy_reward, format_reward], [1.0, 0.5])
+    >>> f(["<think>\\n"], ["ok</think>\\n\\\\boxed{4}"], answer=["4"])
+    [1.5]
+    """
+    rewards = list(rewards)
+    weights = [1.0] * len(rewards) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(rewards):
+        raise ValueError(f"got {len(rewards)} rewards but {len(weights)} weights; give one weight per reward")
+    if none not in ("skip", "zero", "propagate"):
+        raise ValueError(f"none must be 'skip', 'zero' or 'propagate', not {none!r}")
+
+    def combined(prompts, completions, **kwargs):
+        columns = [r(prompts, completions, **kwargs) for r in rewards]
+        out = []
+        for values in zip(*columns) if columns else [()] * len(completions):
+            total, judged = 0.0, 0
+            for w, v in zip(weights, values):
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    if none == "propagate":
+                        judged = -1
+                        break
+                    continue
+                total += w * v
+                judged += 1
+            out.append(None if judged == -1 or (judged == 0 and none != "zero") else total)
+        return out
+
+    combined.__name__ = combined.__qualname__ = name
+    return combined
+
+
+#: name -> factory; every factory works with no arguments.
+REWARDS: dict[str, Callable[..., RewardFunc]] = {
+    "accuracy": make_accuracy_reward,
+    "format": make_format_reward,
+    "tag_count": make_tag_count_reward,
+    "cosine": make_cosine_reward,
+    "kimi_length": make_kimi_length_reward,
+    "soft_overlong": make_soft_overlong_reward,
+    "repetition": make_repetition_penalty_reward,
+    "code": make_code_reward,
+}
+
+
+def get_reward(name: str, **params) -> RewardFunc:
+    """Build the reward registered as ``name`` with ``params``: ``get_reward("cosine", max_len=256)``."""
+    if name not in REWARDS:
+        raise KeyError(f"unknown reward {name!r}; known: {sorted(REWARDS)}")
+    return REWARDS[name](**params)
+
+
+accuracy_reward = make_accuracy_reward()
+format_reward = make_format_reward()
+tag_count_reward = make_tag_count_reward()
+repetition_penalty_reward = make_repetition_penalty_reward()
+
+
+# ---------------------------------------------------------------------------------------
+# Rewards on a rollouts table, length curves, and how the loss weighs tokens (notebook 03)
+# ---------------------------------------------------------------------------------------
+
+#: The rewards notebook 03 and ``qwqlab.widgets.reward_explorer`` show, with default settings.
+DEFAULT_TABLE_REWARDS = ("accuracy", "format", "tag_count", "cosine", "kimi_length", "soft_overlong", "repetition")
+
+
+def reward_table(rollouts, rewards=DEFAULT_TABLE_REWARDS, tokenizer=None):
+    """Every reward on every row of a rollouts table (``qwqlab.rollouts.sample``), one column each.
+
+    Args:
+        rollouts: a DataFrame with ``prompt`` and ``completion`` columns and, for correctness,
+            ``gold_answer`` (passed to the rewards as ``answer``); ``test_cases`` if present.
+        rewards: names in ``REWARDS`` (default settings), or a dict name -> reward function.
+        tokenizer: counts lengths in tokens (else characters; see ``completion_lengths``).
+
+    Returns a DataFrame with one float column per reward (NaN where a reward returned ``None``),
+    on the rollouts' index.
+    """
+    import numpy as np
+    import pandas as pd
+
+    funcs = rewards if isinstance(rewards, dict) else {name: get_reward(name) for name in rewards}
+    prompts, completions = list(rollouts["prompt"]), list(rollouts["completion"])
+    kwargs = {"tokenizer": tokenizer}
+    if "gold_answer" in rollouts:
+        kwargs["answer"] = [None if isinstance(a, float) and math.isnan(a) else a for a in rollouts["gold_answer"]]
+    for col in ("answer", "test_cases", "problem"):
+        if col in rollouts:
+            kwargs[col] = list(rollouts[col])
+    out = {}
+    for name, f in funcs.items():
+        values = f(prompts, completions, **kwargs)
+        out[name] = [np.nan if v is None else float(v) for v in values]
+    return pd.DataFrame(out, index=rollouts.index)
+
+
+def length_curves(rewards: dict, lengths, gold: str = "1"):
+    """Each reward against completion length, for a right and a wrong answer.
+
+    Every length in ``lengths`` gets a right (``\\boxed{gold}``) and a wrong completion, and
+    ``completion_ids`` of that many tokens. All completions share one prompt, so group-relative
+    rewards (Kimi k1.5) see the whole range of lengths as one group. Returns a long DataFrame:
+    ``reward``, ``length``, ``correct``, ``value``.
+    """
+    import pandas as pd
+
+    lengths = [int(n) for n in lengths]
+    rows = []
+    for correct in (True, False):
+        comps = [f"...\n</think>\n\\boxed{{{gold if correct else gold + '0'}}}"] * len(lengths)
+        ids = [[0] * n for n in lengths]
+        for name, f in rewards.items():
+            values = f(["p"] * len(lengths), comps, answer=[gold] * len(lengths), completion_ids=ids)
+            rows += [{"reward": name, "length": n, "correct": correct, "value": v} for n, v in zip(lengths, values)]
+    return pd.DataFrame(rows)
+
+
+def token_weights(advantages, lengths, aggregation: str = "sequence", max_tokens: int | None = None):
+    """The weight each token of each completion gets in the policy-gradient loss.
+
+    With per-token loss ``-A_i * x_it``, the weight of token ``t`` of completion ``i`` is
+    ``d loss / d x_it``, read off by autograd through ``qwqlab.grpo.aggregate_loss`` itself
+    (so this shows what the training code really does). Under ``"sequence"`` (GRPO) it is
+    ``A_i / (G * |o_i|)``: a long completion's tokens each count less. Under ``"constant"``
+    (Dr. GRPO) it is ``A_i / (G * max_tokens)``, the same for every token. Under ``"token"``
+    (DAPO) ``A_i / sum_j |o_j|``.
+
+    Returns a list with one per-token weight per completion (every token of a completion
+    gets the same weight, in all three schemes).
+    """
+    import torch
+
+    from qwqlab.grpo import aggregate_loss
+
+    lengths = [int(n) for n in lengths]
+    width = max(max(lengths), 1)
+    adv = torch.tensor([float(a) for a in advantages], dtype=torch.float64)
+    mask = torch.tensor([[1.0] * n + [0.0] * (width - n) for n in lengths], dtype=torch.float64)
+    x = torch.ones(len(lengths), width, dtype=torch.float64, requires_grad=True)
+    loss = aggregate_loss(-adv[:, None] * x, mask, aggregation=aggregation, max_tokens=max_tokens)
+    loss.backward()
+    grad = -x.grad  # weight on the advantage-weighted log-probability, not on the loss
+    return [float(grad[i, 0]) if n else 0.0 for i, n in enumerate(lengths)]
