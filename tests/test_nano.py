@@ -70,7 +70,8 @@ def test_recipe_runs_a_few_steps_and_saves_a_loadable_model(tmp_path):
     assert summary["steps"] == 3 and summary["final_loss"] > 0
     assert (tmp_path / "model.safetensors").exists() and not list(tmp_path.glob("*.bin"))
     model, tok = load_model(str(tmp_path), verbose=False)
-    assert type(model).__name__ == "Qwen2ForCausalLM" and type(tok).__name__ == "PreTrainedTokenizerFast"
+    assert type(model).__name__ == "Qwen2ForCausalLM" and type(tok).__name__ != "Qwen2Tokenizer"
+    assert "Digits" in str(tok.backend_tokenizer.pre_tokenizer)  # the saved pre-tokenizer, kept
     ids = tok("<think>\n1+2+0=3\n</think>", add_special_tokens=False)["input_ids"]
     assert "</think>" in tok.decode(ids, skip_special_tokens=True)  # TRL decodes this way
     assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
@@ -101,3 +102,18 @@ def test_model_card_figures_are_reproduced_and_fit_the_brief():
     assert 0.05 < now["style_rates"]["full"] < 0.95 and now["style_rates"]["skip"] > 0.02
     assert now["reflection_rate"] > 0.01
     assert now["accuracy_full_reasoning"] < 1.0  # it still makes step errors
+
+
+def test_auto_tokenizer_encodes_like_the_saved_one(nano):
+    # TRL and users may load qwq-nano with AutoTokenizer, which swaps in Qwen's
+    # pre-tokenizer rules; on qwq-nano's prompts and traces both must give the same ids.
+    from transformers import AutoTokenizer
+    _, tok = nano
+    auto = AutoTokenizer.from_pretrained(str(nano_dir()))
+    task = ArithmeticTask(split="test")
+    rng = random.Random(0)
+    texts = [task.prompt(tok, p) + reasoning_trace(p.meta["a"], p.meta["b"], mode, rng)
+             for p in task.problems(50) for mode in DEFAULT_MIX]
+    texts += ["  two  spaces\n\n\tand tabs", "naïve café 北京 12345", ""]
+    for t in texts:
+        assert auto(t)["input_ids"] == tok(t)["input_ids"], t
