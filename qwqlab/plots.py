@@ -642,7 +642,8 @@ def plot_answer_spread(rollouts, title: str | None = None, max_answers: int = 12
     ax1.set_title("answers (green: correct)", fontsize=9)
     truncated = rollouts["is_truncated"].astype(bool)
     lengths = rollouts["completion_tokens"]
-    bins = np.histogram_bin_edges(lengths, bins=min(20, max(1, lengths.nunique())))
+    lo, hi = (int(lengths.min()), int(lengths.max())) if len(lengths) else (0, 1)
+    bins = np.linspace(lo - 0.5, hi + 0.5, min(20, hi - lo + 1) + 1)  # whole tokens, at most 20 bars
     ax2.hist([lengths[~truncated], lengths[truncated]], bins=bins, stacked=True,
              color=["#4a6fa5", OUTCOME_COLORS["incorrect"]], label=["finished", "truncated"])
     ax2.set_xlabel("completion tokens")

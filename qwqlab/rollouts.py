@@ -1,0 +1,901 @@
+"""Sample rollouts: k completions per problem, batched and KV-cached, as a tidy table.
+
+``sample`` is the lab's workhorse: every later notebook (rewards, RL, reasoning length)
+reads the table it returns, one row per completion, with the columns of the glossary in
+CONTRIBUTING.md. ``generate`` is the lower-level batched call that ``qwqlab.nano`` uses.
+
+How ``sample`` draws its random numbers matters for three promises it makes:
+
+* **Deterministic for a seed**, on CPU bit for bit.
+* **Resumable**: killed at any point and restarted, it reproduces the rows it had not written.
+* **Independent of batching**: halving the batch after an out-of-memory error, or a
+  different ``batch_size``, gives the same rows.
+
+So each completion gets its own key, a hash of ``(seed, problem_id, sample_index, prompt)``,
+and each sampled token is chosen by the Gumbel-max trick (Gumbel 1954; as used for
+sampling in e.g. Kool et al. 2019, "Stochastic Beams and Where to Find Them"): the token
+maximising ``logit/T + g`` with ``g`` Gumbel noise, which is an exact draw from
+``softmax(logit/T)``. The noise is a counter-based hash of ``(key, step, token id)``, not a
+global RNG stream, so no other row, batch or earlier call can shift it. Temperature, top-k
+and top-p are applied first, in that order, as in transformers and vLLM. A side effect the
+notebooks use: runs that differ only in ``max_new_tokens`` share their prefixes, and runs at
+different temperatures share their noise ("common random numbers"), which makes curves over
+those settings smooth.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from qwqlab.chat import THINK_CLOSE, build_prompt, extract_boxed, split_think
+from qwqlab.tasks.base import Problem
+
+
+@dataclass
+class Generation:
+    """One sampled completion and how it ended."""
+    prompt_index: int
+    sample_index: int
+    text: str
+    num_tokens: int
+    finish_reason: str  # "stop" (end of turn) or "length" (hit max_new_tokens)
+    token_ids: list[int]
+    entropy: float | None = None  # mean entropy of the sampling distribution per token (engine="compact")
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """Token ids that end a turn: the tokenizer's eos, plus ``<|im_end|>``/``<|endoftext|>`` if present."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    for t in ("<|im_end|>", "<|endoftext|>"):
+        i = tokenizer.convert_tokens_to_ids(t)
+        if isinstance(i, int) and i != getattr(tokenizer, "unk_token_id", None) and i >= 0:
+            ids.add(i)
+    return sorted(ids)
+
+
+def generate(model, tokenizer, prompts: list[str], num_generations: int = 1, temperature: float = 0.6,
+             top_p: float = 0.95, top_k: int | None = 40, max_new_tokens: int = 128,
+             seed: int | None = 0, return_tensors: bool = False, engine: str = "transformers"):
+    """Sample ``num_generations`` completions for each prompt in one batched, KV-cached call.
+
+    Prompts are padded on the left, so every row's new tokens start at the same column.
+    ``temperature=0`` means greedy. Returns a list of ``Generation`` (prompt-major order);
+    with ``return_tensors`` also ``(sequences, prompt_length)`` for computing log-probs.
+
+    ``engine="compact"`` (used by ``qwqlab.grpo``) runs qwqlab's own decoding loop instead
+    of transformers' ``generate``: each prompt is prefilled once for all its samples, and
+    finished rows leave the batch, which matters when completion lengths vary a lot (RL
+    rollouts). Same outputs and layout; for a given seed, different samples.
+    """
+    import torch
+
+    if not prompts:
+        return ([], None) if return_tensors else []
+    if engine == "compact":
+        return _generate_compact(model, tokenizer, prompts, num_generations, temperature, top_p, top_k,
+                                 max_new_tokens, seed, return_tensors)
+    if engine != "transformers":
+        raise ValueError(f"engine must be 'transformers' or 'compact', not {engine!r}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    tokenizer.padding_side = old_side
+    stops = stop_token_ids(tokenizer)
+    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k or 0) \
+        if temperature and temperature > 0 else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+    with torch.inference_mode():
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, num_return_sequences=num_generations,
+                             eos_token_id=stops, pad_token_id=tokenizer.pad_token_id, use_cache=True,
+                             **sampling)
+    plen = enc["input_ids"].shape[1]
+    new = out[:, plen:].tolist()
+    stop_set = set(stops)
+    gens = []
+    for row, ids in enumerate(new):
+        end = next((i for i, t in enumerate(ids) if t in stop_set), None)
+        kept = ids[:end] if end is not None else ids
+        gens.append(Generation(row // num_generations, row % num_generations,
+                               tokenizer.decode(kept, skip_special_tokens=False), len(kept) + (end is not None),
+                               "stop" if end is not None else "length", kept))
+    return (gens, (out, plen)) if return_tensors else gens
+
+
+def _cache_kwarg(model) -> str:
+    """transformers renamed ``past_key_values`` to ``cache`` (5.x); use whichever the model takes."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _generate_compact(model, tokenizer, prompts, num_generations, temperature, top_p, top_k, max_new_tokens,
+                      seed, return_tensors):
+    """``generate(engine="compact")``: a lean KV-cached decoding loop (see ``generate``)."""
+    import torch
+    from transformers import DynamicCache
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    tokenizer.padding_side = old_side
+    stops = stop_token_ids(tokenizer)
+    stop_t = torch.tensor(stops, device=device)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    G, plen = num_generations, enc["input_ids"].shape[1]
+    n = len(prompts) * G
+    cache_kw = _cache_kwarg(model)
+    greedy = not temperature or temperature <= 0
+    plain = not greedy and (not top_k or top_k <= 0) and (top_p is None or top_p >= 1.0)
+    new = torch.full((n, max(1, max_new_tokens)), pad, dtype=torch.long, device=device)
+    steps = 0
+    with torch.inference_mode():
+        cache = DynamicCache()
+        mask = enc["attention_mask"]
+        out = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                    use_cache=True, logits_to_keep=1, **{cache_kw: cache})
+        cache.batch_repeat_interleave(G)  # one prefill per prompt, shared by its samples
+        logits = out.logits[:, -1].float().repeat_interleave(G, 0)
+        mask = mask.repeat_interleave(G, 0)
+        position = mask.sum(-1)
+        rows = torch.arange(n, device=device)  # batch row -> output row
+        alive = torch.ones(n, dtype=torch.bool, device=device)
+        entropy = torch.zeros(n, device=device)
+        for t in range(max_new_tokens):
+            if greedy:
+                tok = logits.argmax(-1)
+            else:
+                if plain:
+                    scores, ids = logits / temperature, None
+                else:
+                    scores, ids = filter_logits(logits, temperature, top_k, top_p)
+                logp = torch.log_softmax(scores, -1)
+                probs = logp.exp()
+                tok = torch.multinomial(probs, 1).squeeze(-1)
+                if ids is not None:
+                    tok = ids.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
+                entropy[rows[alive]] -= (probs * logp.clamp(min=-1e4)).sum(-1)[alive]
+            new[rows[alive], t] = tok[alive]
+            steps = t + 1
+            alive &= ~torch.isin(tok, stop_t)
+            if t == max_new_tokens - 1 or not alive.any():
+                break
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            # Finished rows leave the batch (and the KV cache) once they are an eighth of it:
+            # copying the cache costs more than carrying a few dead rows for a while.
+            if (~alive).sum() * 8 >= len(alive):
+                keep = alive.nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                mask, rows, tok, position, alive = mask[keep], rows[keep], tok[keep], position[keep], alive[keep]
+            out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=position[:, None],
+                        use_cache=True, **{cache_kw: cache})
+            position = position + 1
+            logits = out.logits[:, -1].float()
+    new = new[:, :steps]
+    stop_set = set(stops)
+    gens = []
+    for row, ids in enumerate(new.tolist()):
+        end = next((i for i, t in enumerate(ids) if t in stop_set), None)
+        kept = ids[:end] if end is not None else ids
+        num = len(kept) + (end is not None)
+        gens.append(Generation(row // G, row % G, tokenizer.decode(kept, skip_special_tokens=False), num,
+                               "stop" if end is not None else "length", kept,
+                               None if greedy else float(entropy[row]) / max(1, num)))
+    if not return_tensors:
+        return gens
+    return gens, (torch.cat([enc["input_ids"].repeat_interleave(G, 0), new], dim=1), plen)
+
+
+# ----------------------------------------------------------------------------- the table
+
+#: Columns of a rollout table, in order (``correct`` and ``grade_note`` only when a task grades).
+COLUMNS = [
+    "problem_id", "sample_index", "question", "gold_answer", "prompt", "completion", "thinking",
+    "answer_text", "extracted_answer", "completion_tokens", "think_tokens", "answer_tokens",
+    "finish_reason", "is_truncated", "correct", "grade_note",
+    "model", "task", "backend", "num_generations", "temperature", "top_p", "top_k", "max_new_tokens", "seed",
+]
+#: Settings that must match for a resumed run to continue a file.
+RUN_SETTINGS = ("model", "task", "backend", "num_generations", "temperature", "top_p", "top_k",
+                "max_new_tokens", "seed")
+#: ``sample(max_new_tokens=None)`` for a model without its own default: QwQ-32B's evaluation budget.
+DEFAULT_MAX_NEW_TOKENS = 32768
+_INT_COLUMNS = ("sample_index", "completion_tokens", "think_tokens", "answer_tokens", "num_generations",
+                "max_new_tokens")
+
+
+def to_frame(rows: list[dict]):
+    """Rows (dicts) as a rollout table with the standard column order and dtypes."""
+    import pandas as pd
+
+    df = pd.DataFrame.from_records(rows)
+    cols = [c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS]
+    df = df[cols] if len(df.columns) else pd.DataFrame(columns=[c for c in COLUMNS if c not in ("correct", "grade_note")])
+    for c in _INT_COLUMNS:
+        if c in df.columns and len(df):
+            df[c] = df[c].astype("int64")
+    if "is_truncated" in df.columns and len(df):
+        df["is_truncated"] = df["is_truncated"].astype(bool)
+    for c in ("correct", "temperature", "top_p"):
+        if c in df.columns:
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+    if "top_k" in df.columns:  # None means "no top-k"; stored as 0 so the column stays integer
+        df["top_k"] = pd.to_numeric(df["top_k"], errors="coerce").fillna(0).astype("int64")
+    if "seed" in df.columns:
+        df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
+    return df.reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- keyed sampling
+
+_MASK32 = 0xFFFFFFFF
+
+
+def row_key(seed: int | None, problem_id: str, sample_index: int, prompt: str) -> int:
+    """The 32-bit key that decides every random choice of one completion."""
+    text = f"{seed}\x1f{problem_id}\x1f{sample_index}\x1f{prompt}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=4).digest(), "little")
+
+
+def _mul32(x, c: int):
+    # x * c mod 2**32 on int64 tensors without overflow: split x into 16-bit halves.
+    return (((x >> 16) * c & 0xFFFF) << 16) + (x & 0xFFFF) * c & _MASK32
+
+
+def _mix32(x):
+    """A 32-bit integer hash (Chris Wellons' "lowbias32"), elementwise on an int64 tensor."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def keyed_uniform(keys, step: int, token_ids):
+    """Uniform(0, 1) noise for ``(key, step, token id)``, shape of ``token_ids`` (rows x candidates).
+
+    A pure function of its arguments: the same key, step and token always get the same number.
+    """
+    import torch
+
+    keys = keys.to(token_ids.device, torch.int64)
+    base = _mix32(keys ^ _mix32(torch.full_like(keys, (step * 0x9E3779B9 + 0x7F4A7C15) & _MASK32)))
+    h = _mix32(base[:, None] ^ _mix32(token_ids.to(torch.int64) & _MASK32))
+    h = _mix32(h ^ 0x632BE5AB)
+    # The top 24 bits are exact in float32 and give u strictly inside (0, 1).
+    return ((h >> 8).to(torch.float32) + 0.5) / float(1 << 24)
+
+
+def filter_logits(logits, temperature: float, top_k: int | None, top_p: float):
+    """Temperature, then top-k, then top-p, as transformers' and vLLM's samplers do.
+
+    Returns ``(scores, token_ids)``: per row the surviving candidates' scaled logits
+    (``-inf`` for those top-p removes), best first, and their token ids.
+    """
+    import torch
+
+    scores = logits.float() / temperature
+    k = scores.shape[-1] if not top_k or top_k <= 0 else min(int(top_k), scores.shape[-1])
+    values, ids = torch.topk(scores, k, dim=-1)  # sorted, best first
+    if top_p is not None and top_p < 1.0:
+        probs = torch.softmax(values, dim=-1)
+        mass_before = torch.cumsum(probs, dim=-1) - probs
+        # Keep the smallest prefix whose mass reaches top_p (the best token always survives).
+        values = values.masked_fill(mass_before >= top_p, float("-inf"))
+    return values, ids
+
+
+def sample_next_tokens(logits, keys, step: int, temperature: float = 0.6, top_k: int | None = None,
+                       top_p: float = 1.0):
+    """One token per row drawn from the filtered ``softmax(logits / temperature)``, keyed by ``keys``.
+
+    Gumbel-max: ``argmax(score + G)``, ``G = -log(-log(U))``, is a draw from ``softmax(score)``.
+    ``temperature=0`` is greedy.
+    """
+    import torch
+
+    if not temperature or temperature <= 0:
+        return logits.argmax(dim=-1)
+    values, ids = filter_logits(logits, temperature, top_k, top_p)
+    u = keyed_uniform(keys, step, ids)
+    choice = (values - torch.log(-torch.log(u))).argmax(dim=-1, keepdim=True)
+    return ids.gather(-1, choice).squeeze(-1)
+
+
+class KeyedSampling:
+    """A transformers logits processor that makes greedy ``generate`` draw keyed samples.
+
+    It picks the token with ``sample_next_tokens`` and leaves only that token a finite
+    score, so ``generate(do_sample=False, logits_processor=[...])`` emits it, while the
+    batching, KV cache and stopping stay transformers' own.
+    """
+
+    def __init__(self, keys, prompt_length: int, temperature: float, top_k: int | None, top_p: float):
+        self.keys, self.prompt_length = keys, prompt_length
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        step = input_ids.shape[1] - self.prompt_length
+        tokens = sample_next_tokens(scores, self.keys, step, self.temperature, self.top_k, self.top_p)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, tokens[:, None], 0.0)
+
+
+# ----------------------------------------------------------------------------- backends
+
+@dataclass
+class _Completion:
+    token_ids: list[int]   # generated tokens, the end-of-turn token removed
+    num_tokens: int        # tokens generated, the end-of-turn token included
+    finish_reason: str     # "stop" or "length"
+
+
+def _is_oom(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
+
+
+def _cut_at_stop(ids: list[int], stops: set[int], finish_reason: str | None = None) -> _Completion:
+    end = next((i for i, t in enumerate(ids) if t in stops), None)
+    if end is not None:
+        return _Completion(ids[:end], end + 1, "stop")
+    return _Completion(ids, len(ids), finish_reason or "length")
+
+
+class _HFBackend:
+    """transformers models on any device: batched, KV-cached decoding with left padding.
+
+    ``engine="loop"`` (``backend="hf"``) is qwqlab's own decoding loop: each distinct prompt
+    of a batch is prefilled once and its KV cache shared by its samples, and finished rows
+    leave the batch. ``engine="generate"`` (``backend="hf-generate"``) hands the same keyed
+    sampling to transformers' ``generate`` as a logits processor. Both give the same tokens.
+    """
+
+    def __init__(self, model, tokenizer, temperature, top_p, top_k, max_new_tokens, engine: str = "loop"):
+        self.model, self.tokenizer, self.engine = model, tokenizer, engine
+        self.name = "hf" if engine == "loop" else "hf-generate"
+        self.temperature, self.top_p, self.top_k, self.max_new_tokens = temperature, top_p, top_k, max_new_tokens
+        self.stops = stop_token_ids(tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stops[0]
+
+    def device(self):
+        dev = getattr(self.model, "device", None)
+        return dev if dev is not None else next(self.model.parameters()).device
+
+    def check_context(self, prompts: list[str], max_new_tokens: int | None) -> int:
+        """``max_new_tokens`` (resolved when ``None``), checked against the model's context."""
+        limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        longest = max(len(self.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in set(prompts))
+        if max_new_tokens is None:
+            own = getattr(getattr(self.model, "generation_config", None), "max_new_tokens", None)
+            max_new_tokens = own if isinstance(own, int) and own > 0 else DEFAULT_MAX_NEW_TOKENS
+            if isinstance(limit, int):
+                max_new_tokens = max(1, min(max_new_tokens, limit - longest))
+        self.max_new_tokens = max_new_tokens
+        if isinstance(limit, int) and longest + self.max_new_tokens > limit:
+            raise ValueError(
+                f"The longest prompt is {longest} tokens and max_new_tokens is {self.max_new_tokens}, "
+                f"together more than the model's context of {limit} positions. Lower max_new_tokens "
+                f"to at most {limit - longest}.")
+        return max_new_tokens
+
+    def _encode(self, prompts: list[str]):
+        tok = self.tokenizer
+        old_side = tok.padding_side
+        tok.padding_side = "left"  # every row's new tokens then start at the same column
+        try:
+            return tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device())
+        finally:
+            tok.padding_side = old_side
+
+    def run(self, prompts: list[str], keys: list[int], groups: list[int]) -> list[_Completion]:
+        return self._run_loop(prompts, keys) if self.engine == "loop" else self._run_generate(prompts, keys)
+
+    def _run_loop(self, prompts: list[str], keys: list[int]) -> list[_Completion]:
+        import torch
+        from transformers import DynamicCache
+
+        distinct = list(dict.fromkeys(prompts))
+        position_of = {p: i for i, p in enumerate(distinct)}
+        enc = self._encode(distinct)
+        device = enc["input_ids"].device
+        expand = torch.tensor([position_of[p] for p in prompts], device=device)
+        key_tensor = torch.tensor(keys, dtype=torch.int64, device=device)
+        stop_t = torch.tensor(self.stops, device=device)
+        n, cache_kw = len(prompts), _cache_kwarg(self.model)
+        new = torch.full((n, self.max_new_tokens), self.pad_id, dtype=torch.long, device=device)
+        steps = 0
+        with torch.inference_mode():
+            cache = DynamicCache()
+            mask = enc["attention_mask"]
+            prefill = dict(input_ids=enc["input_ids"], attention_mask=mask, use_cache=True,
+                           position_ids=(mask.cumsum(-1) - 1).clamp(min=0), **{cache_kw: cache})
+            try:  # only the last position's logits are needed (saves a vocab-sized matmul per prompt token)
+                out = self.model(**prefill, logits_to_keep=1)
+            except TypeError:  # an older model class without logits_to_keep
+                out = self.model(**prefill)
+            cache.batch_select_indices(expand)  # one prefill per distinct prompt, shared by its samples
+            logits, mask = out.logits[:, -1].float()[expand], mask[expand]
+            position, rows = mask.sum(-1), torch.arange(n, device=device)
+            for t in range(self.max_new_tokens):
+                token = sample_next_tokens(logits, key_tensor[rows], t, self.temperature, self.top_k, self.top_p)
+                new[rows, t] = token
+                steps = t + 1
+                alive = ~torch.isin(token, stop_t)
+                if t == self.max_new_tokens - 1 or not alive.any():
+                    break
+                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+                if not alive.all():  # finished rows leave the batch and the KV cache
+                    keep = alive.nonzero().squeeze(-1)
+                    cache.batch_select_indices(keep)
+                    mask, rows, token, position = mask[keep], rows[keep], token[keep], position[keep]
+                out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None],
+                                 use_cache=True, **{cache_kw: cache})
+                position = position + 1
+                logits = out.logits[:, -1].float()
+        stops = set(self.stops)
+        return [_cut_at_stop(row, stops) for row in new[:, :steps].tolist()]
+
+    def _run_generate(self, prompts: list[str], keys: list[int]) -> list[_Completion]:
+        import torch
+        from transformers import LogitsProcessorList
+
+        enc = self._encode(prompts)
+        plen = enc["input_ids"].shape[1]
+        processors = LogitsProcessorList()
+        if self.temperature and self.temperature > 0:
+            key_tensor = torch.tensor(keys, dtype=torch.int64, device=enc["input_ids"].device)
+            processors.append(KeyedSampling(key_tensor, plen, self.temperature, self.top_k, self.top_p))
+        with torch.inference_mode():
+            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      logits_processor=processors, eos_token_id=self.stops,
+                                      pad_token_id=self.pad_id, use_cache=True)
+        stops = set(self.stops)
+        return [_cut_at_stop(row, stops) for row in out[:, plen:].tolist()]
+
+
+class _VLLMBackend:
+    """vLLM's ``LLM.generate`` with ``SamplingParams(n=...)``: one request per problem in a batch."""
+    name = "vllm"
+
+    def __init__(self, model, tokenizer, temperature, top_p, top_k, max_new_tokens, seed):
+        try:
+            import vllm
+        except ImportError as e:
+            raise ImportError("backend='vllm' needs vLLM, which runs on CUDA GPUs: "
+                              "`pip install 'qwqlab[vllm]'` there, or use backend='hf'.") from e
+        self.vllm = vllm
+        self.llm = vllm.LLM(model=model, seed=seed or 0) if isinstance(model, (str, Path)) else model
+        self.tokenizer = tokenizer if tokenizer is not None else self.llm.get_tokenizer()
+        self.temperature, self.top_p, self.top_k, self.max_new_tokens = temperature, top_p, top_k, max_new_tokens
+        self.stops = stop_token_ids(self.tokenizer)
+
+    def check_context(self, prompts: list[str], max_new_tokens: int | None) -> int:
+        # vLLM checks the context itself
+        self.max_new_tokens = max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+        return self.max_new_tokens
+
+    def run(self, prompts: list[str], keys: list[int], groups: list[int]) -> list[_Completion]:
+        # Consecutive rows of one problem become one request with n samples, seeded from
+        # the keys of those rows, so a batch's content fixes its randomness.
+        requests: list[tuple[str, list[int]]] = []
+        for i, g in enumerate(groups):
+            if requests and groups[i - 1] == g:
+                requests[-1][1].append(i)
+            else:
+                requests.append((prompts[i], [i]))
+        params = []
+        for _, rows in requests:
+            seed = int.from_bytes(hashlib.blake2b(",".join(str(keys[r]) for r in rows).encode(),
+                                                  digest_size=4).digest(), "little") & 0x7FFFFFFF
+            params.append(self.vllm.SamplingParams(
+                n=len(rows), temperature=self.temperature, top_p=self.top_p,
+                top_k=self.top_k if self.top_k and self.top_k > 0 else -1, max_tokens=self.max_new_tokens,
+                seed=seed, stop_token_ids=self.stops))
+        outputs = self.llm.generate([p for p, _ in requests], params, use_tqdm=False)
+        stops, result = set(self.stops), [None] * len(prompts)
+        for (_, rows), request_out in zip(requests, outputs):
+            for r, o in zip(rows, request_out.outputs):
+                reason = "length" if o.finish_reason == "length" else "stop"
+                done = _cut_at_stop(list(o.token_ids), stops, reason)
+                if done.finish_reason == "length" and reason == "stop":  # stopped by a stop string
+                    done = _Completion(done.token_ids, done.num_tokens, "stop")
+                result[r] = done
+        return result
+
+
+# ----------------------------------------------------------------------------- storage
+
+class ResumeError(ValueError):
+    """A rollout file cannot be continued; the message says why and what to do. The file is untouched."""
+
+
+class RolloutStore:
+    """A rollout file that grows one batch at a time and survives being killed mid-write.
+
+    ``.jsonl``: each batch is appended as lines and flushed to disk; a line cut short by a
+    kill is moved to ``FILE.torn-N`` on resume and the file continues from the last whole row.
+    ``.parquet``: the whole table is rewritten to a temporary file and renamed over the old
+    one after each batch (a rename is atomic), so the file on disk is always a complete table.
+    Prefer jsonl for very long runs: its appends cost nothing.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in (".jsonl", ".parquet"):
+            raise ValueError(f"out={str(path)!r}: rollouts are written as .jsonl or .parquet, not {suffix or 'no suffix'!r}.")
+        self.format = suffix[1:]
+        self._rows: list[dict] = []
+        self._tmp = self.path.with_name(f".{self.path.name}.qwqlab-tmp")
+
+    def load(self) -> list[dict]:
+        """The rows already written (repairing a torn last jsonl line); raises ``ResumeError`` if unreadable."""
+        if self._tmp.exists():
+            self._tmp.unlink()  # a parquet rewrite that a kill interrupted; the real file is intact
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            self._rows = []
+            return []
+        rows = self._load_jsonl() if self.format == "jsonl" else self._load_parquet()
+        for n, row in enumerate(rows, start=1):
+            missing = [c for c in ("problem_id", "sample_index", "completion") if row.get(c) is None]
+            if missing:
+                raise ResumeError(f"{self.path}, row {n}, has no {missing}: it is not a qwqlab rollout file, or "
+                                  "it is damaged. It was left untouched; pass another out=.")
+        self._rows = rows
+        return rows
+
+    def _load_jsonl(self) -> list[dict]:
+        data = self.path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        if cut < len(data):
+            torn = data[cut:]
+            n = 0
+            while self.path.with_name(f"{self.path.name}.torn-{n}").exists():
+                n += 1
+            aside = self.path.with_name(f"{self.path.name}.torn-{n}")
+            aside.write_bytes(torn)
+            with open(self.path, "r+b") as f:
+                f.truncate(cut)
+                f.flush()
+                os.fsync(f.fileno())
+            warnings.warn(f"{self.path} ended in a partial line ({len(torn)} bytes), left by a run killed "
+                          f"while writing; it was moved to {aside} and those rows will be sampled again.",
+                          RuntimeWarning, stacklevel=3)
+            data = data[:cut]
+        rows = []
+        for n, line in enumerate(data.decode("utf-8", errors="replace").split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ResumeError(f"{self.path}, line {n}, is not a JSON row ({e}); the file is corrupt. It was "
+                                  "left untouched: fix or delete that line, or pass another out=.") from e
+            if not isinstance(row, dict):
+                raise ResumeError(f"{self.path}, line {n}, is not a JSON object; the file is corrupt. "
+                                  "It was left untouched: fix that line, or pass another out=.")
+            rows.append(row)
+        return rows
+
+    def _load_parquet(self) -> list[dict]:
+        import pandas as pd
+
+        try:
+            df = pd.read_parquet(self.path)
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise ResumeError(f"{self.path} cannot be read as parquet ({type(e).__name__}: {e}). It was left "
+                              "untouched: move it aside, or pass another out=.") from e
+        df = df.astype(object).where(df.notna(), None)
+        return df.to_dict("records")
+
+    def append(self, rows: list[dict]) -> None:
+        """Add one batch of rows durably."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.format == "jsonl":
+            payload = "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in rows)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            return
+        self._rows = self._rows + rows
+        to_frame(self._rows).to_parquet(self._tmp, index=False)
+        with open(self._tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(self._tmp, self.path)
+
+
+def _json_default(x):
+    if hasattr(x, "item"):  # numpy scalars
+        return x.item()
+    raise TypeError(f"cannot write {type(x).__name__} to JSON")
+
+
+def _same(a, b) -> bool:
+    def norm(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return None
+        if hasattr(v, "item"):
+            v = v.item()
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+    return norm(a) == norm(b)
+
+
+def _check_resumable(path, rows: list[dict], settings: dict, problem_ids: list[str]) -> None:
+    known = set(problem_ids)
+    seen, foreign = set(), []
+    for r in rows:
+        key = (str(r["problem_id"]), int(r["sample_index"]))
+        if key in seen:
+            raise ResumeError(f"{path} holds problem {key[0]!r}, sample {key[1]} twice: it is not one run's "
+                              "output. It was left untouched; pass another out=.")
+        seen.add(key)
+        if key[0] not in known:
+            foreign.append(key[0])
+    if foreign:
+        raise ResumeError(f"{path} holds rows for problems not in this run (e.g. {foreign[0]!r}): it belongs "
+                          "to another run. It was left untouched; pass the same problems, or another out=.")
+    for name in RUN_SETTINGS:
+        want = settings[name]
+        for r in rows:
+            if name in r and not _same(r[name], want):
+                raise ResumeError(
+                    f"{path} was written with {name}={r[name]!r}, but this run has {name}={want!r}. Resuming "
+                    "would mix two runs in one table. Use the same settings, or another out=. "
+                    "(The file was left untouched.)")
+
+
+# ----------------------------------------------------------------------------- sample
+
+def as_problems(problems) -> list[Problem]:
+    """Problems given as ``Problem`` objects, dicts (``id``/``problem``/``question``/``answer``) or strings."""
+    out = []
+    for i, p in enumerate(problems):
+        if isinstance(p, Problem):
+            out.append(p)
+        elif isinstance(p, str):
+            out.append(Problem(id=f"problem-{i}", question=p, answer=None))
+        elif isinstance(p, dict):
+            question = p.get("question", p.get("problem"))
+            if question is None:
+                raise ValueError(f"problem {i} has neither a 'question' nor a 'problem' field: {sorted(p)}")
+            answer = p.get("answer")
+            out.append(Problem(id=str(p.get("id", f"problem-{i}")), question=str(question),
+                               answer=None if answer is None else str(answer)))
+        else:
+            raise TypeError(f"problem {i} is a {type(p).__name__}; pass Problem objects, dicts or strings.")
+    ids = [p.id for p in out]
+    if len(set(ids)) != len(ids):
+        dup = next(x for x in ids if ids.count(x) > 1)
+        raise ValueError(f"problem ids must be unique (rows are keyed by them); {dup!r} appears twice.")
+    return out
+
+
+def model_name_of(model) -> str:
+    """A readable name for a model: ``"qwq-nano"`` for the bundled one, else its hub id or path."""
+    from qwqlab.paths import nano_dir
+
+    name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+    if name is None:
+        engine = getattr(model, "llm_engine", None)  # a vllm.LLM
+        name = getattr(getattr(engine, "model_config", None), "model", None) or type(model).__name__
+    try:
+        if Path(name).resolve() == nano_dir().resolve():
+            return "qwq-nano"
+    except (OSError, ValueError):
+        pass
+    return str(name)
+
+
+def _count_tokens(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+
+
+def _judge(task, completion: str, problem: Problem) -> tuple[float | None, str]:
+    if hasattr(task, "judge"):
+        return task.judge(completion, problem)
+    if problem.answer is None:
+        return None, "no gold answer"
+    score = task.grade(completion, problem)
+    return score, "" if score is not None else f"{getattr(task, 'name', 'task')} could not grade it"
+
+
+def _make_row(c: _Completion, problem: Problem, sample_index: int, prompt: str, tokenizer, task,
+              think_close_id: int | None, settings: dict) -> dict:
+    text = tokenizer.decode(c.token_ids, skip_special_tokens=False)
+    parts = split_think(text)
+    ids = c.token_ids
+    if parts.case == "unclosed":
+        think_tokens, answer_tokens = len(ids), 0
+    elif parts.case == "no_tags":
+        think_tokens, answer_tokens = 0, len(ids)
+    elif think_close_id is not None and think_close_id in ids:
+        last = len(ids) - 1 - ids[::-1].index(think_close_id)
+        think_tokens, answer_tokens = last, len(ids) - last - 1
+    else:  # </think> is several tokens for this tokenizer: count the texts instead
+        think_tokens, answer_tokens = _count_tokens(tokenizer, parts.thinking), _count_tokens(tokenizer, parts.answer)
+    if task is not None and hasattr(task, "extract_answer"):
+        extracted = task.extract_answer(text)
+    else:
+        extracted = extract_boxed(parts.answer)
+    row = {
+        "problem_id": problem.id, "sample_index": sample_index, "question": problem.question,
+        "gold_answer": problem.answer, "prompt": prompt, "completion": text, "thinking": parts.thinking,
+        "answer_text": parts.answer, "extracted_answer": extracted, "completion_tokens": c.num_tokens,
+        "think_tokens": think_tokens, "answer_tokens": answer_tokens, "finish_reason": c.finish_reason,
+        "is_truncated": c.finish_reason == "length",
+    }
+    if task is not None:
+        row["correct"], row["grade_note"] = _judge(task, text, problem)
+    row.update(settings)
+    return row
+
+
+def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temperature: float = 0.6,
+           top_p: float = 0.95, top_k: int | None = 40, max_new_tokens: int | None = None, seed: int | None = 0,
+           batch_size: int = 64, out: str | Path | None = None, resume: bool = False, backend: str = "hf",
+           progress: bool = True, model_name: str | None = None):
+    """Sample ``num_generations`` completions per problem and return them as a tidy table.
+
+    QwQ-32B is evaluated this way: 64 samples per AIME problem at temperature 0.6, top_p
+    0.95, top_k 20 to 40, never greedily. Sampling is batched (``batch_size`` completions per
+    ``generate`` call, prompts left-padded, KV cache on) and keyed per completion (see the
+    module docstring), so the table depends on the seed only: not on ``batch_size``, not on
+    where an interrupted run stopped.
+
+    Args:
+        model, tokenizer: from ``qwqlab.models.load_model``; with ``backend="vllm"`` the model
+            is a ``vllm.LLM`` or a model id, and ``tokenizer`` may be ``None`` (vLLM's is used).
+        problems: ``Problem`` objects (``task.problems(n)``), dicts with ``question``/``problem``
+            and ``answer``, or question strings.
+        task: a ``qwqlab.tasks`` task: builds the prompts, extracts and grades answers
+            (adds ``correct`` and ``grade_note``). Without one, prompts are
+            ``qwqlab.chat.build_prompt(tokenizer, question)`` and nothing is graded.
+        num_generations: completions per problem (k).
+        temperature, top_p, top_k: the sampling distribution; ``temperature=0`` is greedy and
+            ``top_k=None`` (or 0) keeps every token.
+        max_new_tokens: a completion that reaches it is cut off: ``finish_reason="length"``,
+            ``is_truncated=True``. ``None``: the model's own ``generation_config.max_new_tokens``
+            (qwq-nano: 96), else 32768 (QwQ's evaluation budget), within the model's context.
+        seed: fixes every completion. ``None`` is a seed like any other, not "random".
+        batch_size: completions per ``generate`` call; halved automatically on out-of-memory.
+        out: a ``.jsonl`` or ``.parquet`` file that grows by one batch at a time.
+        resume: continue ``out`` where a previous (possibly killed) run left it: rows already
+            there are kept and not sampled again. Without it an existing ``out`` is an error.
+        backend: ``"hf"`` (transformers models on any device, qwqlab's decoding loop),
+            ``"hf-generate"`` (the same sampling through transformers' ``generate``) or
+            ``"vllm"`` (CUDA; imported only when asked for).
+        progress: show a tqdm progress bar.
+        model_name: the ``model`` column (default: the model's hub id, path, or "qwq-nano").
+
+    Returns:
+        A pandas DataFrame, one row per completion, in problem order then ``sample_index``,
+        with the columns in ``COLUMNS``. ``completion_tokens`` counts every generated token
+        including the end-of-turn token; ``think_tokens`` those before the last ``</think>``,
+        ``answer_tokens`` those after it (neither counts the tag or the end-of-turn token).
+
+    >>> model, tok = load_model("qwq-nano")                                  # doctest: +SKIP
+    >>> task = ArithmeticTask()                                              # doctest: +SKIP
+    >>> df = sample(model, tok, task.problems(20), task, num_generations=8)  # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(num_generations, int) or num_generations < 1:
+        raise ValueError(f"num_generations must be an integer >= 1 (completions per problem), got {num_generations!r}.")
+    if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or max_new_tokens < 1):
+        raise ValueError(f"max_new_tokens must be an integer >= 1 (or None for the model's default), "
+                         f"got {max_new_tokens!r}.")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    if temperature is None or temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature!r}.")
+    if top_p is None or not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}.")
+    problems = as_problems(problems) if problems is not None else []
+    if not problems:
+        raise ValueError("No problems to sample: the problem list is empty. Pass e.g. task.problems(20).")
+    if resume and out is None:
+        raise ValueError("resume=True needs out=: the file to continue.")
+
+    if backend in ("hf", "hf-generate"):
+        engine = _HFBackend(model, tokenizer, temperature, top_p, top_k, max_new_tokens,
+                            engine="loop" if backend == "hf" else "generate")
+    elif backend == "vllm":
+        engine = _VLLMBackend(model, tokenizer, temperature, top_p, top_k, max_new_tokens, seed)
+        tokenizer = engine.tokenizer
+    else:
+        raise ValueError(f"backend must be 'hf', 'hf-generate' or 'vllm', not {backend!r}.")
+    if tokenizer is None:
+        raise ValueError(f"backend={backend!r} needs the model's tokenizer.")
+
+    prompts = [task.prompt(tokenizer, p) if task is not None else build_prompt(tokenizer, p.question)
+               for p in problems]
+    max_new_tokens = engine.check_context(prompts, max_new_tokens)
+    settings = {"model": model_name or model_name_of(engine.llm if backend == "vllm" else model),
+                "task": getattr(task, "name", None) if task is not None else None, "backend": backend,
+                "num_generations": num_generations, "temperature": float(temperature), "top_p": float(top_p),
+                "top_k": int(top_k) if top_k else 0, "max_new_tokens": max_new_tokens, "seed": seed}
+
+    if task is not None:
+        unanswered = [p.id for p in problems if p.answer is None]
+        if unanswered:
+            warnings.warn(
+                f"{len(unanswered)} of {len(problems)} problems have no gold answer (e.g. {unanswered[0]!r}): "
+                "they are sampled, but their `correct` is NaN (grade_note 'no gold answer') because there is "
+                "nothing to grade against.", UserWarning, stacklevel=2)
+
+    store, done_rows = None, []
+    if out is not None:
+        store = RolloutStore(out)
+        if store.path.exists() and store.path.stat().st_size > 0 and not resume:
+            raise FileExistsError(f"{store.path} already exists. Pass resume=True to continue it, or another "
+                                  "out= to start afresh (qwqlab never overwrites rollouts).")
+        if resume:
+            done_rows = store.load()
+            _check_resumable(store.path, done_rows, settings, [p.id for p in problems])
+    done = {(str(r["problem_id"]), int(r["sample_index"])) for r in done_rows}
+    units = [(i, s) for i, p in enumerate(problems) for s in range(num_generations) if (p.id, s) not in done]
+
+    think_close = tokenizer.convert_tokens_to_ids(THINK_CLOSE) if THINK_CLOSE in tokenizer.get_vocab() else None
+    total = len(problems) * num_generations
+    bar = tqdm(total=total, initial=total - len(units), desc=f"sampling {settings['model']}", unit="rollout",
+               disable=not progress)
+    new_rows, pos, size, tokens = [], 0, batch_size, 0
+    try:
+        while pos < len(units):
+            chunk = units[pos:pos + size]
+            chunk_prompts = [prompts[i] for i, _ in chunk]
+            keys = [row_key(seed, problems[i].id, s, prompts[i]) for i, s in chunk]
+            try:
+                completions = engine.run(chunk_prompts, keys, [i for i, _ in chunk])
+            except Exception as e:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
+                if not _is_oom(e):
+                    raise
+                if size == 1:
+                    raise RuntimeError("Out of memory even at batch_size=1: lower max_new_tokens, load the "
+                                       "model in 4-bit (load_model(..., bits=4)), or use a bigger GPU.") from e
+                _free_cuda_cache()
+                size = max(1, size // 2)
+                msg = f"CUDA out of memory at batch_size={size * 2}; halving it to {size} and going on."
+                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+                bar.write(f"qwqlab: {msg}")
+                continue
+            rows = [_make_row(c, problems[i], s, prompts[i], tokenizer, task, think_close, settings)
+                    for (i, s), c in zip(chunk, completions)]
+            if store is not None:
+                store.append(rows)
+            new_rows += rows
+            pos += len(chunk)
+            tokens += sum(c.num_tokens for c in completions)
+            bar.update(len(chunk))
+            bar.set_postfix(tokens=tokens)
+    finally:
+        bar.close()
+
+    order = {p.id: i for i, p in enumerate(problems)}
+    rows = sorted(done_rows + new_rows, key=lambda r: (order[str(r["problem_id"])], int(r["sample_index"])))
+    return to_frame(rows)
+
+
+def _free_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,473 @@
+"""qwqlab.rollouts: keyed sampling, the tidy table, resuming after SIGKILL, OOM halving, vLLM path.
+
+Most tests run on a bigram fake (tests/fixtures/fake_lm.py: a real Qwen2 model with fixed
+logits, built in under a second); a few check properties on the bundled qwq-nano.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import types
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from qwqlab.chat import build_prompt, split_think
+from qwqlab.rollouts import (COLUMNS, ResumeError, filter_logits, generate, keyed_uniform, row_key, sample,
+                             sample_next_tokens)
+from qwqlab.tasks import ArithmeticTask, Problem
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(FIXTURES))
+from fake_lm import OOMModel, fake_model, fake_tokenizer  # noqa: E402
+
+NANO = REPO / "data" / "models" / "qwq-nano" / "config.json"
+needs_nano = pytest.mark.skipif(not NANO.exists(), reason="the bundled qwq-nano checkpoint is not in data/models yet")
+SMALL = dict(num_generations=3, max_new_tokens=24, progress=False)  # small for speed
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny matmuls: a second thread only adds contention on a shared 2-core machine.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return fake_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    return fake_model(tok)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return ArithmeticTask()
+
+
+@pytest.fixture(scope="module")
+def problems(task):
+    return task.problems(4)
+
+
+@pytest.fixture(scope="module")
+def table(model, tok, problems, task):
+    return sample(model, tok, problems, task, batch_size=5, **SMALL)
+
+
+# ----------------------------------------------------------------------------- keyed sampling
+
+def test_keyed_noise_is_uniform_and_a_pure_function():
+    keys = torch.arange(4000)
+    ids = torch.arange(50).repeat(4000, 1)
+    u = keyed_uniform(keys, 7, ids)
+    assert 0 < u.min() and u.max() < 1
+    assert u.mean().item() == pytest.approx(0.5, abs=0.01)
+    assert torch.histc(u, bins=10, min=0, max=1).div(u.numel()).sub(0.1).abs().max() < 0.005
+    assert torch.equal(u[5:9], keyed_uniform(keys[5:9], 7, ids[5:9]))   # independent of the other rows
+    assert not torch.equal(u, keyed_uniform(keys, 8, ids))              # a new step, new noise
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, None, 1.0), (0.6, None, 1.0), (1.0, 3, 1.0),
+                                                     (1.0, None, 0.8), (0.7, 4, 0.9)])
+def test_sampled_tokens_follow_transformers_warpers(temperature, top_k, top_p):
+    """The reference: transformers' own temperature, top-k and top-p warpers, then softmax."""
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -3.0]])
+    expected = TemperatureLogitsWarper(temperature)(None, logits.clone())
+    if top_k:
+        expected = TopKLogitsWarper(top_k)(None, expected)
+    if top_p < 1:
+        expected = TopPLogitsWarper(top_p)(None, expected)
+    expected = torch.softmax(expected, -1)[0]
+    n = 100_000
+    tokens = sample_next_tokens(logits.expand(n, -1), torch.arange(n), 0, temperature, top_k, top_p)
+    freq = torch.bincount(tokens, minlength=6).float() / n
+    assert (freq - expected).abs().max() < 0.006   # ~4 standard errors at n=1e5
+    assert freq[expected == 0].sum() == 0
+
+
+def test_filter_logits_and_greedy():
+    values, ids = filter_logits(torch.tensor([[0.0, 3.0, 1.0]]), 1.0, 2, 1.0)
+    assert ids.tolist() == [[1, 2]]
+    assert sample_next_tokens(torch.tensor([[0.0, 3.0, 1.0]]), torch.tensor([1]), 0, temperature=0).item() == 1
+
+
+def test_row_key_depends_on_every_part():
+    base = row_key(0, "p", 1, "prompt")
+    assert base == row_key(0, "p", 1, "prompt")
+    assert len({base, row_key(1, "p", 1, "prompt"), row_key(0, "q", 1, "prompt"), row_key(0, "p", 2, "prompt"),
+                row_key(0, "p", 1, "prompt!")}) == 5
+
+
+# ----------------------------------------------------------------------------- the table
+
+def test_table_has_glossary_columns_and_consistent_counts(table, problems):
+    assert list(table.columns) == COLUMNS
+    assert len(table) == len(problems) * 3
+    assert list(table["problem_id"]) == [p.id for p in problems for _ in range(3)]
+    assert list(table["sample_index"]) == [0, 1, 2] * len(problems)
+    assert set(table["finish_reason"]) <= {"stop", "length"}
+    assert (table["is_truncated"] == (table["finish_reason"] == "length")).all()
+    assert (table["completion_tokens"] <= 24).all()
+    assert (table.loc[table.is_truncated, "completion_tokens"] == 24).all()
+    for row in table.itertuples():
+        parts = split_think(row.completion)
+        assert (row.thinking, row.answer_text) == (parts.thinking, parts.answer)
+        # tokens before the last </think> + after it + that tag + the end-of-turn token = all generated
+        if parts.case in ("closed", "multiple"):
+            assert row.think_tokens + row.answer_tokens + 1 + (not row.is_truncated) == row.completion_tokens
+        else:
+            assert row.think_tokens + row.answer_tokens + (not row.is_truncated) == row.completion_tokens
+        assert row.correct in (0.0, 1.0)
+        assert row.prompt == build_prompt(fake_tokenizer(), row.question)
+    settings = table[["temperature", "top_p", "top_k", "max_new_tokens", "seed", "num_generations"]].drop_duplicates()
+    assert settings.values.tolist() == [[0.6, 0.95, 40, 24, 0, 3]]
+    assert set(table["model"]) == {"fake-bigram"} and set(table["task"]) == {"arithmetic"}
+
+
+def test_grading_matches_the_task(table, problems, task):
+    by_id = {p.id: p for p in problems}
+    for row in table.itertuples():
+        assert row.correct == task.grade(row.completion, by_id[row.problem_id])
+
+
+def test_deterministic_for_a_seed_and_independent_of_batch_size(model, tok, problems, task, table):
+    again = sample(model, tok, problems, task, batch_size=12, **SMALL)
+    pd.testing.assert_frame_equal(table, again)
+    one_by_one = sample(model, tok, problems[:2], task, batch_size=1, **SMALL)
+    pd.testing.assert_frame_equal(table.iloc[:6].reset_index(drop=True), one_by_one)
+    other = sample(model, tok, problems, task, batch_size=12, **{**SMALL, "seed": 1})
+    assert list(other["completion"]) != list(table["completion"])
+
+
+def test_own_loop_and_transformers_generate_give_the_same_rows(model, tok, problems, task, table):
+    """qwqlab's decoding loop against transformers' generate (with the same keyed sampling)."""
+    via_generate = sample(model, tok, problems, task, batch_size=5, backend="hf-generate", **SMALL)
+    pd.testing.assert_frame_equal(table, via_generate.assign(backend="hf"))
+
+
+def test_shorter_max_new_tokens_gives_prefixes(model, tok, problems, table):
+    short = sample(model, tok, problems, None, batch_size=12, **{**SMALL, "max_new_tokens": 8})
+    assert "correct" not in short.columns
+    for long_text, short_text in zip(table["completion"], short["completion"]):
+        assert long_text.startswith(short_text)
+
+
+def test_greedy_is_the_same_for_every_sample(model, tok, problems):
+    df = sample(model, tok, problems[:2], temperature=0, **SMALL)
+    assert df.groupby("problem_id")["completion"].nunique().eq(1).all()
+
+
+def test_generate_keeps_its_behaviour(model, tok):
+    """nano.measure relies on generate(): prompt-major order, seeded, stop/length reasons."""
+    prompts = [build_prompt(tok, "What is 12+35?"), build_prompt(tok, "What is 7+5?")]
+    a = generate(model, tok, prompts, num_generations=2, max_new_tokens=16, seed=3)
+    b = generate(model, tok, prompts, num_generations=2, max_new_tokens=16, seed=3)
+    assert [(g.prompt_index, g.sample_index) for g in a] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert [g.text for g in a] == [g.text for g in b]
+    assert all(g.finish_reason in ("stop", "length") and g.num_tokens <= 16 for g in a)
+    gens, (seqs, plen) = generate(model, tok, prompts, 1, max_new_tokens=4, return_tensors=True)
+    assert seqs.shape[0] == 2 and plen > 0
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def test_bad_input_is_rejected_clearly(model, tok, problems, task):
+    with pytest.raises(ValueError, match="empty"):
+        sample(model, tok, [], task)
+    with pytest.raises(ValueError, match="num_generations"):
+        sample(model, tok, problems, task, num_generations=0)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        sample(model, tok, problems, task, max_new_tokens=0)
+    with pytest.raises(ValueError, match="unique"):
+        sample(model, tok, [problems[0], problems[0]], task)
+    with pytest.raises(ValueError, match="backend"):
+        sample(model, tok, problems, task, backend="tgi")
+    with pytest.raises(ValueError, match="context"):
+        sample(model, tok, problems, task, max_new_tokens=10_000)
+    with pytest.raises(ValueError, match="resume=True needs out="):
+        sample(model, tok, problems, task, resume=True)
+
+
+def test_max_new_tokens_none_uses_the_model_default_within_its_context(model, tok, problems):
+    df = sample(model, tok, problems[:1], num_generations=1, progress=False)   # fake: no default of its own
+    longest = len(tok(df["prompt"][0], add_special_tokens=False)["input_ids"])
+    assert df["max_new_tokens"][0] == model.config.max_position_embeddings - longest
+    assert df["completion_tokens"][0] <= df["max_new_tokens"][0]
+
+
+def test_problems_without_answers_are_sampled_and_say_why_ungraded(model, tok, task):
+    probs = [Problem("a", "What is 1+2?", "3"), Problem("b", "What is 4+4?", None), "What is 5+6?"]
+    with pytest.warns(UserWarning, match="2 of 3 problems have no gold answer"):
+        df = sample(model, tok, probs, task, **SMALL)
+    assert len(df) == 9
+    assert df.loc[df.problem_id == "a", "correct"].notna().all()
+    ungraded = df[df.problem_id != "a"]
+    assert ungraded["correct"].isna().all() and set(ungraded["grade_note"]) == {"no gold answer"}
+    assert list(df["problem_id"].unique()) == ["a", "b", "problem-2"]
+
+
+# ----------------------------------------------------------------------------- files and resuming
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_out_file_holds_the_table_and_resume_completes_it(model, tok, problems, task, table, tmp_path, suffix):
+    out = tmp_path / f"rollouts{suffix}"
+    df = sample(model, tok, problems[:2], task, batch_size=4, out=out, **SMALL)
+    written = pd.read_json(out, lines=True) if suffix == ".jsonl" else pd.read_parquet(out)
+    assert len(written) == 6
+    with pytest.raises(FileExistsError, match="resume=True"):
+        sample(model, tok, problems, task, out=out, **SMALL)
+    # resume with more problems: the first two are kept, the rest sampled, nothing twice
+    full = sample(model, tok, problems, task, batch_size=4, out=out, resume=True, **SMALL)
+    pd.testing.assert_frame_equal(full, table)
+    written = pd.read_json(out, lines=True) if suffix == ".jsonl" else pd.read_parquet(out)
+    assert len(written) == len(table) and not written.duplicated(["problem_id", "sample_index"]).any()
+    pd.testing.assert_frame_equal(full.iloc[:6], df)
+
+
+def test_torn_last_line_is_set_aside_and_resampled(model, tok, problems, task, table, tmp_path):
+    out = tmp_path / "r.jsonl"
+    sample(model, tok, problems, task, out=out, batch_size=5, **SMALL)
+    data = out.read_bytes()
+    cut = data.rfind(b"\n", 0, len(data) - 1) + 1
+    out.write_bytes(data[:cut + 40])   # a kill in the middle of writing the last row
+    with pytest.warns(RuntimeWarning, match="partial line"):
+        df = sample(model, tok, problems, task, out=out, resume=True, batch_size=5, **SMALL)
+    pd.testing.assert_frame_equal(df, table)
+    assert (tmp_path / "r.jsonl.torn-0").read_bytes() == data[cut:cut + 40]
+
+
+def test_corrupt_or_foreign_resume_files_are_refused_untouched(model, tok, problems, task, tmp_path):
+    out = tmp_path / "r.jsonl"
+    sample(model, tok, problems[:2], task, out=out, **SMALL)
+    lines = out.read_text().splitlines(keepends=True)
+    corrupt = tmp_path / "corrupt.jsonl"
+    corrupt.write_text(lines[0] + "{not json\n" + "".join(lines[1:]))
+    before = corrupt.read_bytes()
+    with pytest.raises(ResumeError, match="line 2.*corrupt"):
+        sample(model, tok, problems, task, out=corrupt, resume=True, **SMALL)
+    assert corrupt.read_bytes() == before
+    with pytest.raises(ResumeError, match="temperature=0.6.*temperature=1.0"):
+        sample(model, tok, problems, task, out=out, resume=True, **{**SMALL, "temperature": 1.0})
+    with pytest.raises(ResumeError, match="problems not in this run"):
+        sample(model, tok, problems[2:], task, out=out, resume=True, **SMALL)
+    foreign = tmp_path / "foreign.jsonl"
+    foreign.write_text(lines[0] + '{"question": "What is 1+1?", "answer": "2"}\n')
+    with pytest.raises(ResumeError, match="row 2.*not a qwqlab rollout file"):
+        sample(model, tok, problems, task, out=foreign, resume=True, **SMALL)
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text(lines[0] + lines[0])
+    with pytest.raises(ResumeError, match="twice"):
+        sample(model, tok, problems, task, out=dup, resume=True, **SMALL)
+    bad_parquet = tmp_path / "r.parquet"
+    bad_parquet.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(ResumeError, match="cannot be read as parquet"):
+        sample(model, tok, problems, task, out=bad_parquet, resume=True, **SMALL)
+    assert bad_parquet.read_bytes() == b"PAR1 this is not parquet"
+    with pytest.raises(ValueError, match=".jsonl or .parquet"):
+        sample(model, tok, problems, task, out=tmp_path / "r.csv", **SMALL)
+
+
+CHILD = textwrap.dedent("""
+    import sys, torch
+    sys.path.insert(0, {fixtures!r})
+    torch.set_num_threads(1)
+    from fake_lm import SlowModel, fake_model, fake_tokenizer
+    from qwqlab.rollouts import sample
+    from qwqlab.tasks import ArithmeticTask
+    tok = fake_tokenizer()
+    model = SlowModel(fake_model(tok), delay={delay})
+    task = ArithmeticTask()
+    sample(model, tok, task.problems(10), task, num_generations=4, max_new_tokens=24, batch_size=4,
+           out=sys.argv[1], resume=True, progress=False)
+""")
+
+
+def _rows_in(path: Path) -> int:
+    if not path.exists():
+        return 0
+    if path.suffix == ".jsonl":
+        return path.read_bytes().count(b"\n")
+    try:
+        return len(pd.read_parquet(path))
+    except Exception:  # noqa: BLE001 - mid-rename; try again
+        return 0
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_sigkill_then_resume_loses_and_duplicates_nothing(model, tok, task, tmp_path, suffix):
+    """A real run in a subprocess, killed with SIGKILL mid-run, then restarted with resume=True."""
+    out = tmp_path / f"rollouts{suffix}"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(fixtures=str(FIXTURES), delay=0.3))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([sys.executable, str(script), str(out)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while _rows_in(out) < 8 and time.time() < deadline and child.poll() is None:   # two batches on disk
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()[-2000:]
+    before = _rows_in(out)
+    assert 0 < before < 40, "the kill should land mid-run"
+
+    # The restart (in this process, which has torch loaded already: a fresh call reading only the file).
+    resumed = sample(model, tok, task.problems(10), task, num_generations=4, max_new_tokens=24, batch_size=4,
+                     out=out, resume=True, progress=False)
+    final = pd.read_json(out, lines=True) if suffix == ".jsonl" else pd.read_parquet(out)
+    dupes = int(final.duplicated(["problem_id", "sample_index"]).sum())
+    print(f"\n[resume test {suffix}] rows on disk when killed: {before}; after resume: {len(final)}; "
+          f"expected: 40; duplicates: {dupes}")
+    assert len(final) == len(resumed) == 40 and dupes == 0
+    # the rows equal an uninterrupted run's (keyed sampling: where the kill fell does not matter)
+    reference = sample(model, tok, task.problems(10), task, num_generations=4, max_new_tokens=24, batch_size=4,
+                       progress=False)
+    pd.testing.assert_frame_equal(resumed, reference)
+    final = final.sort_values(["problem_id", "sample_index"]).reset_index(drop=True)
+    reference = reference.sort_values(["problem_id", "sample_index"]).reset_index(drop=True)
+    assert list(final["completion"]) == list(reference["completion"])
+
+
+# ----------------------------------------------------------------------------- out of memory
+
+def test_cuda_oom_halves_the_batch_and_goes_on(model, tok, problems, task, table):
+    flaky = OOMModel(model, max_rows=3)
+    with pytest.warns(RuntimeWarning) as record:
+        df = sample(flaky, tok, problems, task, batch_size=12, **SMALL)
+    assert [str(w.message) for w in record] == [
+        "CUDA out of memory at batch_size=12; halving it to 6 and going on.",
+        "CUDA out of memory at batch_size=6; halving it to 3 and going on."]
+    assert max(flaky.ok_rows) <= 3
+    pd.testing.assert_frame_equal(df, table)
+
+
+def test_oom_at_batch_size_one_is_an_error(model, tok, problems, task):
+    with pytest.raises(RuntimeError, match="batch_size=1"):
+        with pytest.warns(RuntimeWarning):
+            sample(OOMModel(model, max_rows=0), tok, problems, task, batch_size=2, **SMALL)
+
+
+# ----------------------------------------------------------------------------- vLLM
+
+def _fake_vllm(monkeypatch, tok, calls):
+    """A stand-in for the vllm module: SamplingParams records its arguments, LLM.generate echoes."""
+    mod = types.ModuleType("vllm")
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    answer = tok("</think>\n\nThe answer is \\boxed{3}.", add_special_tokens=False)["input_ids"]
+
+    class LLM:
+        def __init__(self, model, seed=0):
+            self.model = model
+
+        def get_tokenizer(self):
+            return tok
+
+        def generate(self, prompts, params, use_tqdm=True):
+            calls.append((list(prompts), params))
+            outs = []
+            for p in params:
+                comps = [types.SimpleNamespace(token_ids=answer + [end], finish_reason="stop") if j % 2 == 0 else
+                         types.SimpleNamespace(token_ids=(answer * 9)[:p.max_tokens], finish_reason="length")
+                         for j in range(p.n)]
+                outs.append(types.SimpleNamespace(outputs=comps))
+            return outs
+
+    mod.SamplingParams, mod.LLM = SamplingParams, LLM
+    monkeypatch.setitem(sys.modules, "vllm", mod)
+    return LLM
+
+
+def test_vllm_backend_groups_samples_per_problem(monkeypatch, tok, task):
+    calls = []
+    LLM = _fake_vllm(monkeypatch, tok, calls)
+    probs = [Problem("a", "What is 1+2?", "3"), Problem("b", "What is 2+2?", "4")]
+    df = sample(LLM("some/model"), None, probs, task, num_generations=3, max_new_tokens=12, batch_size=4,
+                backend="vllm", progress=False, top_k=None)
+    assert len(df) == 6 and set(df["backend"]) == {"vllm"}
+    first_prompts, first_params = calls[0]
+    assert [p.n for p in first_params] == [3, 1] and first_params[0].top_k == -1
+    assert first_params[0].temperature == 0.6 and first_params[0].max_tokens == 12
+    stop = df[df.finish_reason == "stop"]
+    assert (stop["extracted_answer"] == "3").all() and (stop["answer_tokens"] > 0).all()
+    assert df.loc[df.problem_id == "a"].query("finish_reason == 'stop'")["correct"].eq(1.0).all()
+    assert df.loc[df.finish_reason == "length", "is_truncated"].all()
+
+
+def test_vllm_missing_is_a_clear_error(monkeypatch, tok, problems):
+    monkeypatch.setitem(sys.modules, "vllm", None)   # import vllm -> ImportError
+    with pytest.raises(ImportError, match="pip install 'qwqlab\\[vllm\\]'"):
+        sample("Qwen/QwQ-32B", tok, problems, backend="vllm")
+
+
+def test_vllm_on_a_gpu(tok):
+    pytest.importorskip("vllm", reason="vLLM is not installed (it needs a CUDA machine)")
+    if not torch.cuda.is_available():
+        pytest.skip("vLLM needs a CUDA GPU; none here")
+    from qwqlab.tasks import ArithmeticTask as T
+
+    t = T()
+    df = sample(str(NANO.parent), None, t.problems(4), t, num_generations=4, max_new_tokens=64,
+                backend="vllm", progress=False)
+    assert len(df) == 16 and set(df["finish_reason"]) <= {"stop", "length"}
+
+
+# ----------------------------------------------------------------------------- qwq-nano (conftest's `nano`)
+
+@pytest.fixture
+def nano1(nano):
+    torch.set_num_threads(1)  # conftest's `nano` asks for 2; correctness tests need no speed
+    return nano
+
+
+@needs_nano
+def test_qwq_nano_rollouts_have_the_expected_shape(nano1, task):
+    model, tok = nano1
+    probs = task.problems(6)
+    df = sample(model, tok, probs, task, num_generations=4, max_new_tokens=96, batch_size=24, progress=False)
+    assert len(df) == 24 and set(df["model"]) == {"qwq-nano"}
+    assert df["correct"].isin([0.0, 1.0]).all()
+    # qwq-nano answers like QwQ: most completions close the thinking and box an answer
+    assert (df["completion"].str.contains("</think>")).mean() > 0.5
+    assert df["extracted_answer"].notna().mean() > 0.5
+    closed = df[df.completion.str.count("</think>") == 1]
+    assert (closed.think_tokens + closed.answer_tokens + 1 + (~closed.is_truncated) == closed.completion_tokens).all()
+    again = sample(model, tok, probs, task, num_generations=4, max_new_tokens=96, batch_size=7, progress=False)
+    pd.testing.assert_frame_equal(df, again)   # deterministic on CPU, whatever the batch size
+    own = model.generation_config.max_new_tokens
+    if own:  # max_new_tokens=None: the checkpoint's own default
+        assert sample(model, tok, probs[:1], task, num_generations=1, progress=False)["max_new_tokens"][0] == own
+
+
+@needs_nano
+def test_qwq_nano_truncates_more_when_max_new_tokens_shrinks(nano1, task):
+    model, tok = nano1
+    probs = task.problems(6)
+    rates = [sample(model, tok, probs, task, num_generations=4, max_new_tokens=m, batch_size=24,
+                    progress=False)["is_truncated"].mean() for m in (8, 96)]
+    assert rates[0] == 1.0 or rates[0] > rates[1]
+
+
+def test_benchmark_has_a_help():
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_sampling.py"), "--help"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "tokens/s" in r.stdout
