@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 FIGURES ?= figures
 PYTEST_ARGS ?=
 
-.PHONY: figures test lab venv clean nano benchmarks
+.PHONY: figures test lab venv browser clean nano benchmarks
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,19 @@ venv: $(VENV)/.installed
 figures: venv  ## the main job: every notebook headless on qwq-nano, figures + manifest in $(FIGURES)/
 	MPLBACKEND=Agg $(PY) -m qwqlab figures --out $(FIGURES)
 
-test: venv  ## the whole test suite, slow tiers included
+# Debian's Chromium for the browser tests (tests/browser): Playwright drives it, since a test
+# tool's own browser download cannot work offline. Installed once when run as root; otherwise
+# it says how, and the browser tests skip with that reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser tests (about 30 s)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "Chromium not found: the browser tests will skip. Install it with: sudo apt-get install -y chromium"; \
+	fi
+
+test: venv browser  ## the whole test suite, slow tiers included (browser tests too)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lab: venv  ## JupyterLab on notebooks/

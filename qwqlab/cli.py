@@ -48,6 +48,20 @@ def _info(args):
               f"{args.bits}-bit, {args.context} tokens")
 
 
+def _dashboard(args):
+    from qwqlab.dashboard import DASHBOARDS, available, serve
+
+    ready = available()
+    if args.name is None or args.name not in ready:
+        if args.name is not None:
+            print(f"qwqlab: dashboard {args.name!r} needs qwqlab.widgets.{DASHBOARDS[args.name].needs}, "
+                  "which this version does not have yet.", file=sys.stderr)
+        for name, d in DASHBOARDS.items():
+            print(f"{name:12s} {d.title}" + ("" if name in ready else "  (not available yet)"))
+        return 0 if args.name is None else 2
+    return serve(args.name, port=args.port, ip=args.ip, open_browser=args.open)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qwqlab", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -76,13 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--bits", type=int, default=4, choices=(4, 8, 16, 32))
     i.add_argument("--context", type=int, default=32768)
     i.set_defaults(func=_info)
+
+    from qwqlab.dashboard import DASHBOARDS
+    d = sub.add_parser("dashboard", help="serve one explorer as a page with no code (Voila), for a projector")
+    d.add_argument("name", nargs="?", choices=list(DASHBOARDS), help="which explorer; none lists them")
+    d.add_argument("--port", type=int, default=8866)
+    d.add_argument("--ip", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
+    d.add_argument("--open", action="store_true", help="open it in the default web browser")
+    d.set_defaults(func=_dashboard)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.func(args)
-    return 0
+    return args.func(args) or 0
 
 
 if __name__ == "__main__":

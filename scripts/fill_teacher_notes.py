@@ -1,0 +1,37 @@
+#!/usr/bin/env python
+"""Write each notebook's run time into the teacher's notes, from `qwqlab figures`' manifest.
+
+    make figures                                  # runs every notebook, writes figures/manifest.json
+    python scripts/fill_teacher_notes.py          # fills notebooks/README.md from it
+
+Only the text between ``<!-- run-time:STEM -->`` and ``<!-- /run-time -->`` markers (and
+the ``<!-- measured -->`` note) changes; see ``qwqlab.teaching.fill_run_times``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from qwqlab.paths import REPO_ROOT
+from qwqlab.teaching import fill_run_times_file
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--manifest", type=Path, default=REPO_ROOT / "figures" / "manifest.json")
+    p.add_argument("--notes", type=Path, default=REPO_ROOT / "notebooks" / "README.md")
+    p.add_argument("--cores", type=int, help="CPU cores of the machine that ran `qwqlab figures` "
+                                              "(default: this machine's)")
+    args = p.parse_args(argv)
+    if not args.manifest.exists():
+        p.error(f"{args.manifest} does not exist: run `make figures` (or `qwqlab figures --out DIR`) first")
+    times = fill_run_times_file(args.notes, args.manifest, cores=args.cores)
+    for name, seconds in times.items():
+        print(f"{name}: {seconds} s")
+    print(f"wrote {args.notes}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
