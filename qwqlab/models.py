@@ -538,7 +538,7 @@ def load_model_or_fallback(choice: ModelChoice | str | None = None, bits: int | 
     precision, so a notebook goes on instead of failing in front of the class.
 
     Args:
-        choice: a ``ModelChoice``, a model name (with ``bits``), or ``None`` for ``pick_model()``.
+        choice: a ``ModelChoice``, a model name (with ``bits``), or ``None``/``"auto"`` for ``pick_model()``.
         online: whether the Hub can be reached; checked (3 s at most) when ``None``.
         kwargs: passed to ``load_model``.
 
@@ -549,7 +549,7 @@ def load_model_or_fallback(choice: ModelChoice | str | None = None, bits: int | 
     """
     import torch
 
-    if choice is None:
+    if choice is None or choice == "auto":
         choice = pick_model()
     elif isinstance(choice, str):
         choice = ModelChoice(choice, bits, "asked for by name")
