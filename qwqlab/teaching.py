@@ -29,6 +29,10 @@ except ImportError:
     QWQLAB_REPO = os.environ.get("QWQLAB_REPO", {repo_url!r})
     QWQLAB_DIR = os.path.abspath(os.environ.get("QWQLAB_DIR", "qwqlab-repo"))
     if not os.path.isdir(os.path.join(QWQLAB_DIR, "qwqlab")):
+        if not QWQLAB_REPO:
+            raise RuntimeError("qwqlab is not installed in this kernel. Set the git URL you got these "
+                               "notebooks from, e.g. os.environ['QWQLAB_REPO'] = 'https://.../qwqlab.git', "
+                               "and run this cell again (or set QWQLAB_DIR to a folder holding a checkout).")
         subprocess.run(["git", "clone", "--depth", "1", QWQLAB_REPO, QWQLAB_DIR], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", QWQLAB_DIR], check=True)
     sys.path.insert(0, QWQLAB_DIR)  # a running kernel does not see a new editable install
@@ -36,9 +40,12 @@ except ImportError:
 print(f"qwqlab {{qwqlab.__version__}} from {{qwqlab.__path__[0]}}")'''
 
 
-def setup_cell_source(repo_url: str) -> str:
-    """The set-up cell's code, cloning from ``repo_url`` (``$QWQLAB_REPO`` overrides it at run time)."""
-    if not repo_url:
+def setup_cell_source(repo_url: str | None) -> str:
+    """The set-up cell's code, cloning from ``repo_url`` (``$QWQLAB_REPO`` overrides it at run time).
+
+    ``None`` (no public URL known yet) makes a cell that asks for ``$QWQLAB_REPO`` in plain words.
+    """
+    if repo_url is not None and not repo_url:
         raise ValueError("repo_url is needed: the git URL a hosted kernel clones qwqlab from")
     return _SETUP_TEMPLATE.format(repo_url=repo_url)
 

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
         return 1 if missing else 0
     repo = args.repo or origin_url()
     if not repo:
-        p.error("no --repo given and this clone has no 'origin' remote: pass the git URL to clone from")
+        print("no --repo and no 'origin' remote: the cell will ask for $QWQLAB_REPO when qwqlab is missing")
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         changed = add_setup_cell(nb, repo)

@@ -179,3 +179,13 @@ def test_teacher_notes_cover_every_notebook_with_markers():
     for path in list_notebooks():
         assert f"<!-- run-time:{path.stem} -->" in text, f"notebooks/README.md has no run time for {path.stem}"
     assert "<!-- measured -->" in text and "<!-- run-time:total -->" in text
+
+
+def test_setup_cell_without_a_known_url_asks_for_one_plainly(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import sys\n" + HIDE_QWQLAB),
+                                         nbformat.v4.new_code_cell(setup_cell_source(None))])
+    nb.cells.insert(0, nbformat.v4.new_code_cell(
+        f"import os\nos.environ.pop('QWQLAB_REPO', None)\nos.environ['QWQLAB_DIR'] = {str(tmp_path / 'x')!r}"))
+    from nbclient.exceptions import CellExecutionError
+    with pytest.raises(CellExecutionError, match="QWQLAB_REPO"):
+        NotebookClient(nb, timeout=60, kernel_name="python3").execute()
