@@ -487,7 +487,7 @@ def plot_training(history, panels: dict | None = None, window: int = 5, title: s
     panels = panels or TRAINING_PANELS
     panels = {c: t for c, t in panels.items() if any(c in df.columns for df in runs.values())}
     n = max(1, len(panels))
-    cols = min(n, 4)
+    cols = n if n <= 4 else math.ceil(n / 2)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows), squeeze=False)
     pfig = make_subplots(rows=rows, cols=cols, subplot_titles=list(panels.values()))
@@ -527,8 +527,10 @@ def plot_run_summary(summary, title: str = "Held-out accuracy and thinking lengt
     from plotly.subplots import make_subplots
 
     names = list(summary)
+    fmt = "format_score" if all("format_score" in summary[n]["after"] for n in names) else "format_rate"
     metrics = [("accuracy", "held-out accuracy (pass@1, T=1)"), ("think_tokens_mean", "thinking tokens (mean)"),
-               ("format_rate", "well-formed share")]
+               ("completion_tokens_mean", "completion tokens (mean)"),
+               (fmt, "format score" if fmt == "format_score" else "well-formed share")]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2))
     pfig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[m[1] for m in metrics])
     x = range(len(names))

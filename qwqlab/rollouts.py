@@ -118,11 +118,127 @@ def _cache_kwarg(model) -> str:
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
+def _buffered_cache():
+    """A ``DynamicCache`` whose layers write each new token's keys and values into buffers with
+    spare room, instead of concatenating (a copy of the whole cache per token and layer).
+    Falls back to a plain ``DynamicCache`` on transformers versions without cache layers."""
+    from transformers import DynamicCache
+
+    try:
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:
+        return DynamicCache()
+
+    class BufferedLayer(DynamicLayer):
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+                self._used, self._buffers = 0, None
+            q = key_states.shape[-2]
+            if self._buffers is None or self._used + q > self._buffers[0].shape[-2]:
+                self._reallocate(self._used + q, key_states)
+            kb, vb = self._buffers
+            kb[:, :, self._used:self._used + q] = key_states
+            vb[:, :, self._used:self._used + q] = value_states
+            self._used += q
+            self.keys, self.values = kb[:, :, :self._used], vb[:, :, :self._used]
+            return self.keys, self.values
+
+        def _reallocate(self, need, like):
+            b, h, _, d = like.shape
+            room = max(need + 64, 2 * need)
+            kb, vb = like.new_empty((b, h, room, d)), like.new_empty((b, h, room, d))
+            if self._used:
+                kb[:, :, :self._used], vb[:, :, :self._used] = self.keys, self.values
+            self._buffers = (kb, vb)
+            self.keys, self.values = kb[:, :, :self._used], vb[:, :, :self._used]
+
+        def _rebuffer(self):  # after the batch changed shape: copy the kept rows into new buffers
+            if self.is_initialized and self._used:
+                self._buffers = None
+                self._reallocate(self._used, self.keys)
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            super().batch_repeat_interleave(repeats)
+            self._rebuffer()
+
+        def batch_select_indices(self, indices) -> None:
+            super().batch_select_indices(indices)
+            self._rebuffer()
+
+    cache = DynamicCache()
+    if getattr(cache, "layer_class_to_replicate", None) is not DynamicLayer or cache.layers:
+        return cache
+    cache.layer_class_to_replicate = BufferedLayer
+    return cache
+
+
+_DECODE_ATTENTION = "qwqlab_decode"
+_decode_attention_ok: bool | None = None
+
+
+def _register_decode_attention() -> bool:
+    """Register qwqlab's one-query attention with transformers (once); False where it cannot."""
+    global _decode_attention_ok
+    if _decode_attention_ok is not None:
+        return _decode_attention_ok
+    try:
+        import torch
+        from transformers import AttentionInterface
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    except ImportError:
+        _decode_attention_ok = False
+        return False
+
+    def decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
+                         **kwargs):
+        # Decoding sends one query per row; SDPA's CPU kernels are slow at that shape, and
+        # two small matmuls over the key/value heads (no copies for grouped-query attention)
+        # are not. Everything else goes to SDPA, with the same (SDPA) mask.
+        if query.shape[2] != 1 or dropout or kwargs.get("output_attentions") or kwargs.get("softcap") is not None:
+            return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                          scaling=scaling, is_causal=is_causal, **kwargs)
+        b, h, _, d = query.shape
+        kv_heads = key.shape[1]
+        scores = torch.matmul(query.reshape(b, kv_heads, h // kv_heads, d), key.transpose(-1, -2))
+        scores = scores * (scaling if scaling is not None else d ** -0.5)
+        if attention_mask is not None:
+            m = attention_mask[..., -1:, :key.shape[2]].reshape(b, 1, 1, -1)
+            scores = scores.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else scores + m
+        out = torch.matmul(torch.softmax(scores, dim=-1), value)  # (b, kv_heads, groups, d)
+        return out.reshape(b, h, 1, d).transpose(1, 2), None
+
+    AttentionInterface.register(_DECODE_ATTENTION, decode_attention)
+    AttentionMaskInterface.register(_DECODE_ATTENTION, sdpa_mask)
+    _decode_attention_ok = True
+    return True
+
+
+class _DecodeAttention:
+    """While decoding, switch a model that uses SDPA to ``decode_attention``; restore it after."""
+
+    def __init__(self, model):
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.config = getattr(base, "config", None)
+
+    def __enter__(self):
+        self.switched = (self.config is not None and getattr(self.config, "_attn_implementation", None) == "sdpa"
+                         and not getattr(self.config, "sub_configs", None) and _register_decode_attention())
+        if self.switched:
+            self.config._attn_implementation = _DECODE_ATTENTION
+        return self
+
+    def __exit__(self, *exc):
+        if self.switched:
+            self.config._attn_implementation = "sdpa"
+        return False
+
+
 def _generate_compact(model, tokenizer, prompts, num_generations, temperature, top_p, top_k, max_new_tokens,
                       seed, return_tensors):
     """``generate(engine="compact")``: a lean KV-cached decoding loop (see ``generate``)."""
     import torch
-    from transformers import DynamicCache
 
     if seed is not None:
         torch.manual_seed(seed)
@@ -141,8 +257,8 @@ def _generate_compact(model, tokenizer, prompts, num_generations, temperature, t
     plain = not greedy and (not top_k or top_k <= 0) and (top_p is None or top_p >= 1.0)
     new = torch.full((n, max(1, max_new_tokens)), pad, dtype=torch.long, device=device)
     steps = 0
-    with torch.inference_mode():
-        cache = DynamicCache()
+    with torch.inference_mode(), _DecodeAttention(model):
+        cache = _buffered_cache()
         mask = enc["attention_mask"]
         out = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                     use_cache=True, logits_to_keep=1, **{cache_kw: cache})
@@ -163,7 +279,11 @@ def _generate_compact(model, tokenizer, prompts, num_generations, temperature, t
                     scores, ids = filter_logits(logits, temperature, top_k, top_p)
                 logp = torch.log_softmax(scores, -1)
                 probs = logp.exp()
-                tok = torch.multinomial(probs, 1).squeeze(-1)
+                # Inverse-CDF draw (exact, and cheaper than torch.multinomial on CPU): the first
+                # token whose cumulative probability exceeds a uniform draw.
+                cdf = probs.cumsum(-1)
+                u = torch.rand(cdf.shape[0], 1, device=device, dtype=cdf.dtype) * cdf[:, -1:]
+                tok = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
                 if ids is not None:
                     tok = ids.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
                 entropy[rows[alive]] -= (probs * logp.clamp(min=-1e4)).sum(-1)[alive]
@@ -185,6 +305,7 @@ def _generate_compact(model, tokenizer, prompts, num_generations, temperature, t
             logits = out.logits[:, -1].float()
     new = new[:, :steps]
     stop_set = set(stops)
+    entropies = entropy.tolist()
     gens = []
     for row, ids in enumerate(new.tolist()):
         end = next((i for i, t in enumerate(ids) if t in stop_set), None)
@@ -192,7 +313,7 @@ def _generate_compact(model, tokenizer, prompts, num_generations, temperature, t
         num = len(kept) + (end is not None)
         gens.append(Generation(row // G, row % G, tokenizer.decode(kept, skip_special_tokens=False), num,
                                "stop" if end is not None else "length", kept,
-                               None if greedy else float(entropy[row]) / max(1, num)))
+                               None if greedy else entropies[row] / max(1, num)))
     if not return_tensors:
         return gens
     return gens, (torch.cat([enc["input_ids"].repeat_interleave(G, 0), new], dim=1), plen)

@@ -1,0 +1,552 @@
+"""qwqlab.grpo: each formula against a hand-computed case, the config's checks, and the loop
+on a small deterministic fake (tests/fixtures/fake_lm.py) plus one step on qwq-nano."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from qwqlab.grpo import (GRPOConfig, aggregate_loss, clipped_surrogate, completion_logprobs,
+                         compute_advantages, evaluate_policy, kl_estimate, latest_checkpoint,
+                         score_rewards, task_reward, train_grpo)
+from qwqlab.tasks import ArithmeticTask
+
+torch.set_num_threads(2)
+
+
+# ----------------------------------------------------------------------------- advantages
+
+def test_grpo_advantage_hand_computed():
+    # one right out of four: mean 1/4; sample std sqrt((9/16 + 3/16) / 3) = 1/2
+    adv = compute_advantages([1.0, 0.0, 0.0, 0.0], num_generations=4, estimator="grpo", eps=0.0)
+    np.testing.assert_allclose(adv, [1.5, -0.5, -0.5, -0.5])
+
+
+def test_grpo_advantage_eps_in_denominator():
+    adv = compute_advantages([1.0, 0.0, 0.0, 0.0], 4, "grpo", eps=0.5)
+    np.testing.assert_allclose(adv, [0.75 / 1.0, -0.25, -0.25, -0.25])
+
+
+def test_dr_grpo_advantage_is_mean_centred_only():
+    adv = compute_advantages([1.0, 0.0, 0.0, 0.0, 2.0, 2.0, 2.0, 0.0], 4, "dr_grpo")
+    np.testing.assert_allclose(adv, [0.75, -0.25, -0.25, -0.25, 0.5, 0.5, 0.5, -1.5])
+
+
+def test_rloo_advantage_leaves_one_out():
+    rewards = [1.0, 0.0, 0.0, 0.0]
+    adv = compute_advantages(rewards, 4, "rloo")
+    # r_i minus the mean of the other three, written out
+    expected = [rewards[i] - sum(r for j, r in enumerate(rewards) if j != i) / 3 for i in range(4)]
+    np.testing.assert_allclose(adv, expected)
+    np.testing.assert_allclose(adv, [1.0, -1 / 3, -1 / 3, -1 / 3])
+
+
+def test_batch_advantage_centres_per_group_and_scales_by_batch_std():
+    # batch [1, 0, 1, 1]: mean 3/4, sample std sqrt((3/16 + 9/16) / 3) = 1/2
+    adv = compute_advantages([1.0, 0.0, 1.0, 1.0], 2, "batch", eps=0.0)
+    np.testing.assert_allclose(adv, [1.0, -1.0, 0.0, 0.0])
+
+
+def test_advantage_none_is_excluded_from_group_and_gets_zero():
+    # the judged rewards of the group are [1, 0, 0]: mean 1/3, sample std sqrt(1/3)
+    adv = compute_advantages([1.0, None, 0.0, 0.0], 4, "grpo", eps=0.0)
+    s = math.sqrt(1 / 3)
+    np.testing.assert_allclose(adv, [(2 / 3) / s, 0.0, (-1 / 3) / s, (-1 / 3) / s])
+    # a group with one judged reward has no baseline: all zero; NaN means the same as None
+    np.testing.assert_allclose(compute_advantages([1.0, float("nan"), None, None], 2, "rloo"), [0, 0, 0, 0])
+
+
+def test_advantage_equal_rewards_give_zero_and_tensor_in_tensor_out():
+    t = compute_advantages(torch.tensor([1.0, 1.0, 0.0, 0.0]), 2)
+    assert isinstance(t, torch.Tensor) and t.tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_advantage_rejects_bad_input():
+    with pytest.raises(ValueError, match="estimator"):
+        compute_advantages([1, 0], 2, "ppo")
+    with pytest.raises(ValueError, match="multiple of num_generations"):
+        compute_advantages([1, 0, 1], 2)
+
+
+# ----------------------------------------------------------------------------- KL
+
+def test_kl_estimators_hand_computed():
+    logp, ref = torch.log(torch.tensor([0.5])), torch.log(torch.tensor([0.25]))
+    log_r = math.log(0.25 / 0.5)
+    assert kl_estimate(logp, ref, "k1").item() == pytest.approx(-log_r)
+    assert kl_estimate(logp, ref, "k2").item() == pytest.approx(0.5 * log_r ** 2)
+    assert kl_estimate(logp, ref, "k3").item() == pytest.approx(0.5 - 1 - log_r)
+
+
+def test_k1_and_k3_are_unbiased_for_the_true_kl():
+    p, q = torch.tensor([0.7, 0.2, 0.1]), torch.tensor([0.5, 0.3, 0.2])
+    true_kl = float((p * (p / q).log()).sum())
+    for kind in ("k1", "k3"):  # the expectation under p, taken exactly over the 3 outcomes
+        assert float((p * kl_estimate(p.log(), q.log(), kind)).sum()) == pytest.approx(true_kl, rel=1e-5)
+    assert (kl_estimate(p.log(), q.log(), "k3") >= 0).all()
+    with pytest.raises(ValueError):
+        kl_estimate(p, q, "k4")
+
+
+# ----------------------------------------------------------------------------- surrogate and aggregation
+
+def test_clipped_surrogate_hand_computed():
+    old = torch.zeros(1, 4)
+    logp = torch.log(torch.tensor([[1.5, 1.5, 0.5, 0.5]]))
+    adv = torch.tensor([[1.0, -1.0, -1.0, 1.0]])
+    loss, clipped = clipped_surrogate(logp, old, adv, clip_low=0.2, clip_high=0.28)
+    # ratio 1.5, A=+1: min(1.5, 1.28) -> -1.28 (clipped); A=-1: min(-1.5, -1.28) -> 1.5
+    # ratio 0.5, A=-1: min(-0.5, -0.8) -> 0.8 (clipped); A=+1: min(0.5, 0.8) -> -0.5
+    torch.testing.assert_close(loss, torch.tensor([[-1.28, 1.5, 0.8, -0.5]]))
+    assert clipped.tolist() == [[True, False, True, False]]
+
+
+def test_on_policy_surrogate_gradient_is_policy_gradient():
+    logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    loss, clipped = clipped_surrogate(logp, logp.detach(), torch.tensor([2.0]))
+    loss.sum().backward()
+    assert not clipped.any()
+    torch.testing.assert_close(logp.grad, torch.tensor([[-2.0, -2.0]]))  # -A * d logp
+
+
+def test_loss_aggregations_hand_computed():
+    per_token = torch.tensor([[1.0, 2.0, 3.0], [4.0, 9.0, 9.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    assert aggregate_loss(per_token, mask, "token").item() == pytest.approx((1 + 2 + 3 + 4) / 4)
+    assert aggregate_loss(per_token, mask, "sequence").item() == pytest.approx((2 + 4) / 2)
+    assert aggregate_loss(per_token, mask, "constant", max_tokens=5).item() == pytest.approx(10 / (2 * 5))
+    with pytest.raises(ValueError, match="max_tokens"):
+        aggregate_loss(per_token, mask, "constant")
+
+
+# ----------------------------------------------------------------------------- config
+
+def test_config_defaults_work_and_every_field_has_help():
+    from dataclasses import fields
+    cfg = GRPOConfig()
+    assert cfg.num_generations >= 2 and cfg.learning_rate > 0
+    assert all(f.metadata.get("help") for f in fields(GRPOConfig))
+    assert "num_generations (default 8)" in GRPOConfig.help()
+
+
+@pytest.mark.parametrize("kwargs, hint", [
+    (dict(num_generations=1), "at least 2 generations"),
+    (dict(learning_rate=0.0), "learning_rate must be a positive"),
+    (dict(learning_rate=float("nan")), "learning_rate"),
+    (dict(clip_low=1.0), "clip_low must be in"),
+    (dict(clip_high=-0.1), "clip_high"),
+    (dict(temperature=0.0), "temperature must be > 0"),
+    (dict(estimator="ppo"), "estimator must be one of"),
+    (dict(loss_aggregation="mean"), "loss_aggregation"),
+    (dict(kl_estimator="k9"), "kl_estimator"),
+    (dict(beta=-1.0), "use 0 to train without"),
+    (dict(top_p=0.0), "top_p"),
+    (dict(steps=0), "steps"),
+    (dict(num_iterations=0), "num_iterations"),
+    (dict(micro_batch_size=0), "micro_batch_size"),
+    (dict(lora_r=0), "LoRA"),
+])
+def test_config_rejects_impossible_settings_with_a_fix(kwargs, hint):
+    with pytest.raises(ValueError, match=hint):
+        GRPOConfig(**kwargs)
+
+
+# ----------------------------------------------------------------------------- rewards plumbing
+
+def test_score_rewards_sums_with_weights_and_skips_none():
+    def a(prompts, completions, **kw):
+        return [1.0, None, None]
+
+    def b(prompts, completions, **kw):
+        return [0.5, 0.5, None]
+
+    total, per = score_rewards([a, b], ["p"] * 3, ["x", "y", "z"], weights=[2.0, 1.0])
+    assert total == [2.5, 0.5, None]
+    assert list(per) == ["a", "b"]
+
+
+def test_task_reward_grades_with_the_task():
+    r = task_reward(ArithmeticTask())
+    good = "7+5+0=12\n</think>\n\nThe answer is \\boxed{12}."
+    assert r(["p", "p", "p"], [good, good.replace("{12}", "{13}"), good], answer=["12", "12", None]) == [1.0, 0.0, None]
+
+
+# ----------------------------------------------------------------------------- log-probs
+
+@pytest.fixture(scope="module")
+def fake():
+    from fixtures.fake_lm import fake_model, fake_tokenizer
+    tok = fake_tokenizer()
+    return fake_model(tok), tok
+
+
+def test_completion_logprobs_match_a_plain_forward_and_ignore_left_padding(fake):
+    model, tok = fake
+    short, long = tok("ab", add_special_tokens=False)["input_ids"], tok("What is 1+2", add_special_tokens=False)["input_ids"]
+    comp = tok("3+4", add_special_tokens=False)["input_ids"]
+    plen = len(long)
+    pad = tok.pad_token_id
+    ids = torch.tensor([[pad] * (plen - len(short)) + short + comp, long + comp])
+    attn = torch.tensor([[0] * (plen - len(short)) + [1] * (len(short) + len(comp)), [1] * (plen + len(comp))])
+    logp, ent = completion_logprobs(model, ids, attn, plen, with_entropy=True)
+    for row, prompt in enumerate([short, long]):
+        full = torch.tensor([prompt + comp])
+        ref = torch.log_softmax(model(full).logits[0, len(prompt) - 1:-1], -1)
+        expected = ref.gather(-1, torch.tensor(comp).unsqueeze(-1)).squeeze(-1)
+        torch.testing.assert_close(logp[row], expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(ent[row], -(ref.exp() * ref).sum(-1), atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- rollouts.generate(engine="compact")
+
+def test_compact_engine_greedy_matches_transformers_generate(fake):
+    from qwqlab.rollouts import generate
+    model, tok = fake
+    task = ArithmeticTask(split="train")
+    prompts = [task.prompt(tok, p) for p in task.problems(3)]
+    hf, (hf_seqs, hf_plen) = generate(model, tok, prompts, 1, temperature=0, max_new_tokens=20, return_tensors=True)
+    ours, (seqs, plen) = generate(model, tok, prompts, 1, temperature=0, max_new_tokens=20, return_tensors=True,
+                                  engine="compact")
+    assert [g.text for g in ours] == [g.text for g in hf]
+    assert [(g.num_tokens, g.finish_reason, g.prompt_index, g.sample_index) for g in ours] == \
+        [(g.num_tokens, g.finish_reason, g.prompt_index, g.sample_index) for g in hf]
+    assert plen == hf_plen and torch.equal(seqs, hf_seqs)
+
+
+def test_compact_engine_samples_the_model_distribution(fake):
+    from qwqlab.rollouts import generate
+    model, tok = fake
+    prompt = ArithmeticTask(split="train").prompt(tok, ArithmeticTask(split="train").problems(1)[0])
+    ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    probs = torch.softmax(model(ids).logits[0, -1].float() / 0.8, -1)
+    gens = generate(model, tok, [prompt], 4000, temperature=0.8, top_p=1.0, top_k=0, max_new_tokens=1,
+                    seed=0, engine="compact")
+    counts = torch.bincount(torch.tensor([g.token_ids[0] if g.token_ids else tok.convert_tokens_to_ids("<|im_end|>")
+                                          for g in gens]), minlength=probs.numel()).float()
+    freq, n = counts / counts.sum(), counts.sum()
+    for i in torch.topk(probs, 5).indices:  # each of the likeliest tokens within 4 standard errors
+        assert abs(float(freq[i] - probs[i])) < 4 * math.sqrt(float(probs[i] * (1 - probs[i])) / n)
+    top = set(torch.topk(probs, 3).indices.tolist())
+    gens = generate(model, tok, [prompt], 200, temperature=1.0, top_k=3, top_p=1.0, max_new_tokens=1, engine="compact")
+    assert {(g.token_ids or [tok.convert_tokens_to_ids("<|im_end|>")])[0] for g in gens} <= top
+
+
+# ----------------------------------------------------------------------------- the loop on the fake
+
+TINY = dict(num_prompts=2, num_generations=3, max_new_tokens=12, progress=False)  # small for speed
+
+
+def _skip_reward(prompts, completions, **kwargs):
+    """1.0 when the completion skips the thinking: a behaviour a bigram model can learn fast."""
+    return [float(c.lstrip().startswith("</think>")) for c in completions]
+
+
+def _parity_reward(prompts, completions, **kwargs):
+    """Parity of the text's character codes: arbitrary, but it spreads the rewards of most groups."""
+    return [float(sum(map(ord, c)) % 2) for c in completions]
+
+
+def test_train_grpo_logs_every_column_to_table_and_file(fake, tmp_path):
+    model, tok = fake
+    import copy
+    model = copy.deepcopy(model)
+    log = tmp_path / "log.jsonl"
+    df = train_grpo(model, tok, ArithmeticTask(split="train"), config=GRPOConfig(
+        steps=2, beta=0.1, log_file=str(log), **TINY))
+    for col in ("reward_mean", "reward_std", "accuracy", "completion_tokens_mean", "think_tokens_mean", "truncation_rate",
+                "kl", "clip_fraction", "zero_spread_share", "entropy", "seconds", "format_rate"):
+        assert col in df.columns and df[col].notna().all(), col
+    assert list(df["step"]) == [1, 2]
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert df["kl"].iloc[0] == pytest.approx(0.0, abs=1e-6)  # the reference is the policy before step 1
+
+
+def test_train_grpo_learns_a_reward_the_fake_can_express(fake):
+    import copy
+    model, tok = fake
+    model = copy.deepcopy(model)
+    task = ArithmeticTask(split="train")
+    cfg = GRPOConfig(steps=8, num_prompts=4, num_generations=4, max_new_tokens=8, learning_rate=0.03,
+                     progress=False)  # a large lr: the fake is a lookup table, not a network
+    df = train_grpo(model, tok, task, _skip_reward, cfg)
+    first, last = df["reward_mean"].iloc[:3].mean(), df["reward_mean"].iloc[-3:].mean()
+    assert last > first + 0.3, (first, last)
+
+
+def test_one_step_is_the_hand_written_full_batch_gradient(fake, tmp_path):
+    """train_grpo's gradient (zero-advantage rows skipped, left padding, masks, micro-batches)
+    equals that of the token-mean loss -A * logp over every completion, each one run through
+    the model alone and unpadded. The gradient is read back from AdamW's first moment in the
+    checkpoint (after one step, exp_avg = (1 - beta1) * grad)."""
+    import copy
+    from qwqlab.rollouts import generate
+    model, tok = fake
+    task = ArithmeticTask(split="train")
+    cfg = GRPOConfig(steps=1, learning_rate=0.01, max_grad_norm=None, num_prompts=3, num_generations=4,
+                     max_new_tokens=10, micro_batch_size=3, progress=False, checkpoint_dir=str(tmp_path))
+    first_prompt = task.prompt(tok, task.problems(1)[0])
+
+    def reward(prompts, completions, **kwargs):  # the first group has no spread, the others some
+        return [1.0 if p == first_prompt else float(len(c) % 2) for p, c in zip(prompts, completions)]
+
+    trained = copy.deepcopy(model)
+    df = train_grpo(trained, tok, task, reward, cfg)
+    assert 0 < df["trained_share"].iloc[0] < 1  # the skip path was taken
+    state = torch.load(latest_checkpoint(tmp_path) / "state.pt", weights_only=True)["optimizer"]["state"]
+    grads = [state[i]["exp_avg"] / 0.1 for i in range(len(state))]
+
+    by_hand = copy.deepcopy(model)
+    prompts = [task.prompt(tok, p) for p in task.problems(cfg.steps * cfg.num_prompts)[:cfg.num_prompts]]
+    gens, (seqs, plen) = generate(by_hand, tok, prompts, cfg.num_generations, temperature=1.0, top_p=1.0, top_k=0,
+                                  max_new_tokens=cfg.max_new_tokens, seed=0, return_tensors=True, engine="compact")
+    adv = compute_advantages(reward([prompts[g.prompt_index] for g in gens], [g.text for g in gens]),
+                             cfg.num_generations)
+    total_tokens = sum(g.num_tokens for g in gens)
+    loss = 0.0
+    for g, a, row in zip(gens, adv, seqs):
+        prompt_ids = tok(prompts[g.prompt_index], add_special_tokens=False)["input_ids"]
+        comp = row[plen:plen + g.num_tokens].tolist()  # the kept tokens, plus the stop token if it stopped
+        assert comp[:len(g.token_ids)] == g.token_ids
+        logits = by_hand(torch.tensor([prompt_ids + comp])).logits[0, len(prompt_ids) - 1:-1]
+        logp = torch.log_softmax(logits, -1).gather(-1, torch.tensor(comp).unsqueeze(-1)).sum()
+        loss = loss - float(a) * logp / total_tokens
+    loss.backward()
+    params = [p for p in by_hand.parameters()]
+    assert len(params) == len(grads)
+    for (name, p), g in zip(by_hand.named_parameters(), grads):
+        torch.testing.assert_close(g, p.grad, atol=1e-6, rtol=1e-4, msg=name)
+    assert any(float(g.abs().max()) > 1e-4 for g in grads)
+
+
+def test_checkpoint_resume_reproduces_an_uninterrupted_run(fake, tmp_path):
+    import copy
+    model, tok = fake
+    task = ArithmeticTask(split="train")
+    cfg = dict(TINY, learning_rate=0.01)
+    full = train_grpo(copy.deepcopy(model), tok, task, config=GRPOConfig(steps=3, **cfg))
+
+    class Stop(KeyboardInterrupt):
+        pass
+
+    def interrupt(row):
+        if row["step"] == 2:
+            raise Stop()
+
+    ckdir = tmp_path / "ck"
+    m2 = copy.deepcopy(model)
+    with pytest.raises(Stop):
+        train_grpo(m2, tok, task, config=GRPOConfig(steps=3, checkpoint_dir=str(ckdir), checkpoint_every=0,
+                                                    log_file=str(tmp_path / "l.csv"), **cfg), callback=interrupt)
+    assert latest_checkpoint(ckdir).name == "step-000002"  # saved on the interruption
+    resumed = train_grpo(copy.deepcopy(model), tok, task, config=GRPOConfig(
+        steps=3, checkpoint_dir=str(ckdir), log_file=str(tmp_path / "l.csv"), **cfg))
+    assert list(resumed["step"]) == [1, 2, 3]
+    cols = ["reward_mean", "completion_tokens_mean", "loss", "grad_norm"]
+    np.testing.assert_allclose(resumed[cols].to_numpy(), full[cols].to_numpy(), rtol=1e-4, atol=1e-6)
+    import pandas as pd
+    assert list(pd.read_csv(tmp_path / "l.csv")["step"]) == [1, 2, 3]
+
+
+def test_callback_can_stop_and_max_seconds_bounds_the_run(fake):
+    import copy
+    model, tok = fake
+    df = train_grpo(copy.deepcopy(model), tok, ArithmeticTask(split="train"),
+                    config=GRPOConfig(steps=5, **TINY), callback=lambda row: row["step"] >= 2)
+    assert len(df) == 2
+    df = train_grpo(copy.deepcopy(model), tok, ArithmeticTask(split="train"),
+                    config=GRPOConfig(steps=50, max_seconds=1e-3, **TINY))
+    assert len(df) == 1
+
+
+def test_micro_batches_give_the_same_update_as_one_batch(fake):
+    import copy
+    model, tok = fake
+    task = ArithmeticTask(split="train")
+    for agg in ("token", "sequence"):
+        a, b = copy.deepcopy(model), copy.deepcopy(model)
+        train_grpo(a, tok, task, _skip_reward, GRPOConfig(steps=1, loss_aggregation=agg, learning_rate=0.01, **TINY))
+        train_grpo(b, tok, task, _skip_reward, GRPOConfig(steps=1, loss_aggregation=agg, learning_rate=0.01,
+                                                          micro_batch_size=2, **TINY))
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- LoRA (peft)
+
+def test_lora_trains_only_the_adapters(fake):
+    import copy
+    from qwqlab.grpo import add_lora
+    model, tok = fake
+    # The fake's decoder layers are zero (no gradient reaches them): adapt its output head.
+    peft_model = add_lora(copy.deepcopy(model), GRPOConfig(lora_r=4, lora_target_modules=["lm_head"]))
+    base = {n: p.detach().clone() for n, p in peft_model.named_parameters() if not p.requires_grad}
+    lora = {n: p.detach().clone() for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert lora and all("lora_" in n for n in lora)
+    df = train_grpo(peft_model, tok, ArithmeticTask(split="train"), _parity_reward,
+                    GRPOConfig(steps=1, beta=0.05, learning_rate=0.05, **TINY))
+    assert df["kl"].notna().all()  # the reference is the model with its adapters off
+    after = dict(peft_model.named_parameters())
+    assert all(torch.equal(after[n], v) for n, v in base.items())
+    assert any(not torch.equal(after[n], v) for n, v in lora.items())
+
+
+def test_4bit_lora_train_step_on_cpu(tmp_path):
+    """QLoRA: bitsandbytes 0.50 runs 4-bit layers on CPU, and peft trains adapters on them."""
+    pytest.importorskip("bitsandbytes")
+    from qwqlab.models import load_model
+    q, qtok = load_model("qwq-nano", bits=4, device="cpu", verbose=False)
+    assert any(type(m).__name__ == "Linear4bit" for m in q.modules())
+    with pytest.raises(ValueError, match="use_lora=True"):
+        train_grpo(q, qtok, ArithmeticTask(split="train"), _parity_reward, GRPOConfig(steps=1, **TINY))
+    frozen = {n: p.detach().clone() for n, p in q.named_parameters()}
+    # 4 x 4 full-length completions graded for correctness: some group has a reward spread
+    df = train_grpo(q, qtok, ArithmeticTask(split="train"), None,
+                    GRPOConfig(steps=1, use_lora=True, learning_rate=0.05, max_grad_norm=None, num_prompts=4,
+                               num_generations=4, max_new_tokens=64, progress=False))
+    assert len(df) == 1 and math.isfinite(df["loss"].iloc[0]) and df["grad_norm"].iloc[0] > 0
+    after = dict(q.named_parameters())
+    lora = [n for n, p in after.items() if "lora_" in n]
+    assert lora and any(not torch.equal(after[n], torch.zeros_like(after[n])) for n in lora if "lora_B" in n)
+    for n, v in frozen.items():  # peft injected the adapters in place; the 4-bit base did not move
+        head, _, leaf = n.rpartition(".")
+        assert torch.equal(after[n] if n in after else after[f"{head}.base_layer.{leaf}"], v), n
+
+
+# ----------------------------------------------------------------------------- qwq-nano
+
+def test_compact_engine_greedy_matches_transformers_on_qwq_nano(nano):
+    """The fake's layers are zero, so this is the test of the KV cache: qwq-nano attends, and its
+    completions end at different lengths (rows leave the batch while others continue)."""
+    from qwqlab.rollouts import generate
+    model, tok = nano
+    task = ArithmeticTask(split="test")
+    prompts = [task.prompt(tok, p) for p in task.problems(12)]
+    prompts[3] = prompts[3].replace("What is", "Please, what is")  # a longer prompt: more left padding
+    hf = generate(model, tok, prompts, 1, temperature=0, max_new_tokens=64)
+    ours = generate(model, tok, prompts, 1, temperature=0, max_new_tokens=64, engine="compact")
+    assert len({g.num_tokens for g in hf}) > 1
+    assert [g.text for g in ours] == [g.text for g in hf]
+
+
+def test_shared_prefix_logprobs_equal_plain_ones_on_qwq_nano(nano):
+    """Running each prompt once for all its completions gives the plain forward's log-probs,
+    entropies and gradients (and the sampler's reported entropy)."""
+    import copy
+    from qwqlab.grpo import shared_prefix_logprobs
+    from qwqlab.rollouts import generate
+    model, tok = nano
+    model = copy.deepcopy(model)
+    task = ArithmeticTask(split="train")
+    prompts = [task.prompt(tok, p) for p in task.problems(3)]
+    prompts[1] = prompts[1].replace("What is", "Please, what is")
+    gens, (seqs, plen) = generate(model, tok, prompts, 2, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=40,
+                                  return_tensors=True, engine="compact")
+    tok.padding_side = "left"
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    lengths = torch.tensor([g.num_tokens for g in gens])
+    mask = torch.arange(seqs.shape[1] - plen)[None] < lengths[:, None]
+    attn = torch.cat([enc["attention_mask"].repeat_interleave(2, 0), mask.long()], 1)
+    lp1, ent1 = completion_logprobs(model, seqs, attn, plen, with_entropy=True)
+    (lp1 * mask).sum().backward()
+    g1 = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    lp2, ent2 = shared_prefix_logprobs(model, enc["input_ids"], enc["attention_mask"],
+                                       torch.arange(3).repeat_interleave(2), seqs[:, plen:], mask, with_entropy=True)
+    (lp2 * mask).sum().backward()
+    torch.testing.assert_close(lp2 * mask, lp1 * mask, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ent2 * mask, ent1 * mask, atol=1e-4, rtol=1e-4)
+    for a, p in zip(g1, model.parameters()):
+        torch.testing.assert_close(p.grad, a, atol=1e-3, rtol=1e-3)
+    sampler = torch.tensor([g.entropy for g in gens])
+    torch.testing.assert_close(sampler, (ent1 * mask).sum(-1) / lengths, atol=1e-3, rtol=1e-3)
+
+
+def test_one_step_on_qwq_nano_and_held_out_evaluation(nano, tmp_path):
+    import copy
+    model, tok = nano
+    model = copy.deepcopy(model)
+    ev = evaluate_policy(model, tok, ArithmeticTask(split="test"), num_problems=16, max_new_tokens=64)
+    assert 0 <= ev["accuracy"] <= 1 and ev["num_problems"] == 16 and ev["completion_tokens_mean"] > 0
+    df = train_grpo(model, tok, ArithmeticTask(split="train"), config=GRPOConfig(
+        steps=1, num_prompts=4, num_generations=4, max_new_tokens=64, progress=False,
+        checkpoint_dir=str(tmp_path / "ck")))
+    assert len(df) == 1 and 0 <= df["accuracy"].iloc[0] <= 1
+    assert df["completion_tokens_mean"].iloc[0] > 0 and latest_checkpoint(tmp_path / "ck") is not None
+
+
+def test_compact_engine_reports_the_policy_entropy(fake):
+    from qwqlab.grpo import shared_prefix_logprobs
+    from qwqlab.rollouts import generate
+    model, tok = fake
+    task = ArithmeticTask(split="train")
+    prompts = [task.prompt(tok, p) for p in task.problems(2)]
+    gens, (seqs, plen) = generate(model, tok, prompts, 3, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=12,
+                                  return_tensors=True, engine="compact")
+    tok.padding_side = "left"
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    lengths = torch.tensor([g.num_tokens for g in gens])
+    mask = torch.arange(seqs.shape[1] - plen)[None] < lengths[:, None]
+    with torch.no_grad():
+        _, ent = shared_prefix_logprobs(model, enc["input_ids"], enc["attention_mask"],
+                                        torch.arange(2).repeat_interleave(3), seqs[:, plen:], mask, with_entropy=True)
+    expected = (ent * mask).sum(-1) / lengths
+    torch.testing.assert_close(torch.tensor([g.entropy for g in gens]), expected, atol=1e-4, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- set-ups, recorded runs, scripts
+
+def test_reward_setups_use_qwqlab_rewards_unchanged():
+    from qwqlab.grpo import REWARD_SETUPS, reward_setup
+    from qwqlab import rewards
+    good = "7+5+0=12\n</think>\n\nThe answer is \\boxed{12}."
+    for name in REWARD_SETUPS:
+        funcs, weights = reward_setup(name, num_generations=2)
+        assert len(funcs) == len(weights)
+        assert all(f.__module__ == rewards.__name__ for f in funcs)
+        total, _ = score_rewards(funcs, ["<think>\n"] * 2, [good, "</think>\n\\boxed{13}"], weights, answer=["12", "12"])
+        assert total[0] > total[1] or name == "length_penalty"
+    with pytest.raises(ValueError, match="known"):
+        reward_setup("vibes")
+
+
+def test_load_runs_when_absent_and_present(tmp_path):
+    from qwqlab.grpo import load_runs
+    assert load_runs(tmp_path / "nothing") == (None, {})
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "log.jsonl").write_text('{"step": 1, "reward_mean": 0.5}\n')
+    (tmp_path / "summary.json").write_text(json.dumps({"runs": {"a": {"log": "a/log.jsonl"}}}))
+    summary, logs = load_runs(tmp_path)
+    assert list(logs) == ["a"] and logs["a"]["reward_mean"].tolist() == [0.5]
+
+
+@pytest.mark.parametrize("script", ["scripts/record_runs.py", "benchmarks/bench_grpo.py"])
+def test_command_line_help(script):
+    import subprocess
+    import sys
+    from qwqlab.paths import REPO_ROOT
+    out = subprocess.run([sys.executable, str(REPO_ROOT / script), "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "usage:" in out.stdout
+
+
+def test_record_runs_checks_say_which_claims_hold():
+    import importlib.util
+    from qwqlab.paths import REPO_ROOT
+    spec = importlib.util.spec_from_file_location("record_runs", REPO_ROOT / "scripts" / "record_runs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ev = lambda acc, think, comp, fmt: {"accuracy": acc, "think_tokens_mean": think, "completion_tokens_mean": comp,  # noqa: E731
+                                        "format_rate": 1.0, "format_score": fmt}
+    summary = {"baseline": ev(0.4, 28, 43, 0.8), "eval": {"accuracy_standard_error": 0.02}, "runs": {
+        "correctness": {"after": ev(0.9, 36, 51, 1.0), "train_seconds": 170},
+        "length_penalty": {"after": ev(0.0, 0.1, 5, 0.0)},
+        "format": {"after": ev(0.43, 35, 50, 0.99)},
+        "high_lr": {"after": ev(0.0, 40, 56, 0.9), "config": {"learning_rate": 1e-3}}}}
+    checks = mod.checks(summary)
+    assert all(c["holds"] for c in checks.values()), checks
+    summary["runs"]["format"]["after"] = ev(0.6, 35, 50, 0.99)  # accuracy improved: not reward hacking
+    summary["runs"]["correctness"]["train_seconds"] = 200       # over the 3-minute budget
+    checks = mod.checks(summary)
+    assert not checks["format"]["holds"] and not checks["correctness"]["holds"]
