@@ -19,7 +19,7 @@ def test_notebook_01_runs_and_writes_its_figures(tmp_path):
                      for o in c.get("outputs", []))
     assert "Linear4bit" in text and "Linear8bitLt" in text
     assert "kl_nats_per_token" in text
-    assert "skipping Qwen/QwQ-32B" in text  # no GPU here: says so instead of failing
+    assert "skipping the GPU model" in text  # no GPU here: says so instead of failing
 
 
 def test_chat_widget_shows_thinking_and_answer_apart(nano):
