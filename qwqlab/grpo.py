@@ -29,6 +29,8 @@ import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
+from qwqlab.models import prepare_for_training
+
 ESTIMATORS = ("grpo", "dr_grpo", "rloo", "batch")
 
 
@@ -501,6 +503,7 @@ def add_lora(model, config: GRPOConfig):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if is_quantized(model):
+        prepare_for_training(model)  # bitsandbytes' CPU inference packing cannot train
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=config.lora_target_modules, task_type="CAUSAL_LM")

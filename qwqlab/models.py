@@ -177,6 +177,34 @@ def load_model(name_or_path: str = NANO, bits: int | None = None, device: str = 
     return model, tokenizer
 
 
+def prepare_for_training(model):
+    """Make a bitsandbytes 4-bit model safe to train on any CPU; returns the number of layers changed.
+
+    On a CPU with AVX-512 BF16, bitsandbytes' ``Linear4bit.forward`` repacks the 4-bit weights
+    into an inference-only layout (``quant_state.packing_format_for_cpu``) the first time it
+    runs in eval mode on an input without grad, which every sampling pass does. A later
+    training forward through that layout fails inside ``matmul_4bit`` ("a view of a leaf
+    Variable that requires grad is being used in an in-place operation"). The module flag
+    ``support_avx512bf16_for_cpu`` decides it, so this turns it off on every 4-bit layer and
+    converts weights that were already packed back with bitsandbytes' own inverse (the one it
+    uses when saving). Layers on a GPU and full-precision models are left alone; on CPUs
+    without the feature the flag is already off and nothing changes.
+    """
+    changed = 0
+    for module in model.modules():
+        if not hasattr(module, "support_avx512bf16_for_cpu"):
+            continue
+        module.support_avx512bf16_for_cpu = False
+        weight = module.weight
+        state = getattr(weight, "quant_state", None)
+        if state is not None and getattr(state, "packing_format_for_cpu", False):
+            from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+            weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(weight.data, state)
+        changed += 1
+    return changed
+
+
 # ----------------------------------------------------------------------------- memory
 
 @dataclass(frozen=True)

@@ -63,6 +63,62 @@ def test_full_precision_is_safe_by_default(nano):
     assert _well_formed_answer(model, tok) >= 1
 
 
+def _pack_like_an_avx512bf16_cpu(model) -> int:
+    """Put every 4-bit layer in the state bitsandbytes leaves after an eval forward on a CPU with
+    AVX-512 BF16 (weights repacked for inference), whatever this CPU has, so the guard is tested
+    on every machine. bitsandbytes does exactly this call inside ``Linear4bit.forward``."""
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu
+    packed = 0
+    for m in model.modules():
+        if type(m).__name__ == "Linear4bit":
+            m.support_avx512bf16_for_cpu = True
+            if not getattr(m.weight.quant_state, "packing_format_for_cpu", False):
+                m.weight.data, m.weight.quant_state = _convert_weight_packed_for_cpu(m.weight.data, m.weight.quant_state)
+            packed += 1
+    return packed
+
+
+def test_4bit_layers_train_after_the_cpu_inference_repacking():
+    """issue 10: on AVX-512 BF16 CPUs a 4-bit layer repacked for inference could not train.
+    prepare_for_training restores the trainable layout exactly, on any CPU."""
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes.functional as bnbf
+    from peft import LoraConfig, get_peft_model
+    from qwqlab.models import prepare_for_training
+    model, tok = load_model("qwq-nano", bits=4, device="cpu", verbose=False)
+    layers = [m for m in model.modules() if type(m).__name__ == "Linear4bit"]
+    before = [bnbf.dequantize_4bit(m.weight.data, m.weight.quant_state).clone() for m in layers]
+    assert _pack_like_an_avx512bf16_cpu(model) == len(layers) > 0
+    assert all(m.weight.quant_state.packing_format_for_cpu for m in layers)
+
+    assert prepare_for_training(model) == len(layers)
+    for m, w in zip(layers, before):
+        assert not m.support_avx512bf16_for_cpu and not getattr(m.weight.quant_state, "packing_format_for_cpu", False)
+        # the same 4-bit codes; the block scales come back through bf16 (bitsandbytes' inverse is
+        # the one it uses when saving), hence a bf16-sized tolerance
+        torch.testing.assert_close(bnbf.dequantize_4bit(m.weight.data, m.weight.quant_state), w, rtol=8e-3, atol=1e-5)
+    ids = tok(["12+34="], return_tensors="pt")["input_ids"]
+    model.eval()
+    with torch.no_grad():  # the forward that used to repack: it must not any more
+        model(ids)
+    assert not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers)
+
+    peft = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    peft.train()
+    loss = peft(ids, labels=ids).loss
+    loss.backward()
+    grads = [p.grad for n, p in peft.named_parameters() if "lora_" in n]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_prepare_for_training_leaves_a_full_precision_model_alone(nano):
+    from qwqlab.models import prepare_for_training
+    model, _ = nano
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert prepare_for_training(model) == 0
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
 @pytest.mark.parametrize("bits", [3, "4", 2])
 def test_unknown_bits(bits):
     with pytest.raises(ValueError, match="bits must be"):
