@@ -9,17 +9,33 @@ TORCH_SPEC ?= torch==2.13.0
 FIGURES ?= figures
 PYTEST_ARGS ?=
 
-.PHONY: figures test lab venv browser clean nano benchmarks
+.PHONY: figures test test-latest lock lab venv browser clean nano benchmarks
 
-$(VENV)/.installed: pyproject.toml
+# The versions come from constraints.txt (exact pins, so a new release cannot break a fresh
+# clone between two runs); pyproject.toml keeps ranges for installing qwqlab elsewhere.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
 	$(PY) -m ipykernel install --user --name python3 >/dev/null
 	touch $@
 
 venv: $(VENV)/.installed
+
+# Rewrite constraints.txt from what .venv holds now (after upgrading something on purpose).
+lock: venv
+	( sed -n '1,4p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -vi '^torch==' ) > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+# The suite against the newest releases pyproject.toml allows, in its own venv: to find out
+# on purpose whether a new release breaks the lab before re-locking.
+test-latest: browser
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install -q --upgrade pip
+	.venv-latest/bin/python -m pip install -q $(TORCH_SPEC)
+	.venv-latest/bin/python -m pip install -q --upgrade -e ".[test]"
+	QWQLAB_UNPINNED=1 .venv-latest/bin/python -m pytest -q $(PYTEST_ARGS)
 
 figures: venv  ## the main job: every notebook headless on qwq-nano, figures + manifest in $(FIGURES)/
 	MPLBACKEND=Agg $(PY) -m qwqlab figures --out $(FIGURES)
@@ -49,4 +65,4 @@ benchmarks: venv
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(FIGURES) .pytest_cache
+	rm -rf $(VENV) .venv-latest $(FIGURES) .pytest_cache

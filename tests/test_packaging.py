@@ -1,10 +1,14 @@
+import os
 import re
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,10 +39,54 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(r"^make test\b", ci, re.M)
 
 
-def test_torch_is_chosen_deliberately():
-    makefile = (ROOT / "Makefile").read_text()
-    assert "TORCH_SPEC ?= torch==2.13.0" in makefile
-    assert makefile.index("$(TORCH_SPEC)") < makefile.index('-e ".[test]"')
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not an exact pin"
+            pins[canonicalize_name(name)] = version.strip()
+    return pins
+
+
+def _declared() -> list[Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+
+
+def test_constraints_pin_every_dependency_inside_the_pyproject_range():
+    """issue 10: make installs exact pins; they must satisfy the ranges pyproject.toml promises."""
+    pins = _pins()
+    for req in _declared():
+        name = canonicalize_name(req.name)
+        if name == "torch":  # chosen by the Makefile's TORCH_SPEC (CPU or CUDA build), not pinned here
+            assert name not in pins
+            continue
+        assert name in pins, f"{req.name} is a dependency but constraints.txt does not pin it: run `make lock`"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{req.name}=={pins[name]} is outside {req}"
+    assert "qwqlab" not in pins
+
+
+def test_environment_yml_uses_the_python_the_pins_were_locked_with():
+    locked = re.search(r"Locked with Python (\d+\.\d+)", (ROOT / "constraints.txt").read_text()).group(1)
+    assert f"- python={locked}" in (ROOT / "environment.yml").read_text()
+
+
+@pytest.mark.skipif(bool(os.environ.get("QWQLAB_UNPINNED")), reason="make test-latest: newest releases on purpose")
+def test_the_venv_holds_exactly_the_pinned_versions():
+    """What `make` installed is what constraints.txt says (and torch is TORCH_SPEC's CPU build)."""
+    if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
+        pytest.skip(f"not running in the project's .venv ({sys.prefix}): the pins apply to `make test`")
+    wrong = {}
+    for name, version in _pins().items():
+        try:
+            got = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            got = None
+        if got != version:
+            wrong[name] = (version, got)
+    assert not wrong, f"pinned vs installed: {wrong}; rebuild with `make clean test`"
+    assert metadata.version("torch").startswith("2.13.0")
 
 
 @pytest.mark.parametrize("cmd", [[], ["train-nano"], ["measure-nano"], ["figures"], ["info"]])
