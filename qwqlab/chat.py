@@ -82,6 +82,7 @@ def split_think(text: str, prompt_opens_think: bool = True) -> ThinkSplit:
 
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE_OR_ESCAPE = re.compile(r"\\[{}\\]|[{}]")  # an escaped brace or backslash, or a brace
 
 
 def extract_boxed(text: str) -> str | None:
@@ -96,22 +97,22 @@ def extract_boxed(text: str) -> str | None:
     """
     if not text:
         return None
-    starts = [m.end() for m in _BOXED.finditer(text)]
-    for start in reversed(starts):
-        depth, i = 1, start
-        while i < len(text):
-            ch = text[i]
-            if ch == "\\" and i + 1 < len(text):
-                i += 2
-                continue
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:i].strip()
-            i += 1
-    return None
+    # One pass, linear in len(text) (a completion of 8,000 unclosed "\boxed{" must not cost
+    # seconds): a stack of open braces, each marked with where its box's content starts (or
+    # -1 for a plain brace); the closed box that starts last wins.
+    openers = {m.end() - 1: m.end() for m in _BOXED.finditer(text)}  # "{" position -> content start
+    stack: list[int] = []
+    best, best_span = -1, None
+    for m in _BRACE_OR_ESCAPE.finditer(text):  # only braces and escapes cost Python time
+        ch, i = m.group(), m.start()
+        if ch == "{":
+            stack.append(openers.get(i, -1))
+        elif ch == "}":
+            if stack:
+                content = stack.pop()
+                if content > best:
+                    best, best_span = content, (content, i)
+    return None if best_span is None else text[best_span[0]:best_span[1]].strip()
 
 
 def format_answer(answer: str) -> str:

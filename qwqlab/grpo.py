@@ -26,10 +26,12 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from qwqlab.models import prepare_for_training
+from qwqlab.rewards import weighted_sum
 
 ESTIMATORS = ("grpo", "dr_grpo", "rloo", "batch")
 
@@ -358,11 +360,12 @@ def _reward_name(func, i: int) -> str:
 
 
 def score_rewards(reward_funcs, prompts, completions, weights=None, **kwargs):
-    """Call each reward (TRL signature) and sum them with ``weights``.
+    """Call each reward (TRL signature) and sum them with ``weights`` (``rewards.weighted_sum``).
 
     Returns ``(total, per_func)``: ``total`` a list of floats or ``None`` (``None`` only when
     every reward said "cannot be judged"; otherwise the ``None`` ones are skipped, as TRL
-    does), ``per_func`` a dict name -> list of values (``None`` kept).
+    does; inf, NaN and absurd magnitudes count as "cannot be judged", with a warning),
+    ``per_func`` a dict name -> list of values as the rewards returned them.
     """
     weights = list(weights) if weights is not None else [1.0] * len(reward_funcs)
     if len(weights) != len(reward_funcs):
@@ -375,11 +378,7 @@ def score_rewards(reward_funcs, prompts, completions, weights=None, **kwargs):
                              f"{len(completions)} completions")
         name = _reward_name(f, i)
         per_func[name if name not in per_func else f"{name}_{i}"] = values
-    total = []
-    for j in range(len(completions)):
-        parts = [(w, vals[j]) for w, vals in zip(weights, per_func.values()) if vals[j] is not None
-                 and not (isinstance(vals[j], float) and math.isnan(vals[j]))]
-        total.append(sum(w * float(v) for w, v in parts) if parts else None)
+    total = weighted_sum(list(per_func.values()), weights, names=list(per_func), n=len(completions))
     return total, per_func
 
 
@@ -807,6 +806,7 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
             for g_ in optimizer.param_groups:
                 g_["lr"] = lr_at(step)
             stats = {"loss": 0.0, "kl": 0.0, "clipped": 0.0, "entropy": 0.0, "entropy_tokens": 0.0}
+            skipped = 0  # updates of this step refused for a non-finite loss or gradient
             for it in range(cfg.num_iterations):
                 optimizer.zero_grad(set_to_none=True)
                 for k, c in enumerate(chunks):
@@ -838,6 +838,14 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
                         p.grad = torch.zeros_like(p)
                 grad_norm = (torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm
                              else torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in params)))
+                if not (math.isfinite(float(grad_norm)) and math.isfinite(stats["loss"])):
+                    # A non-finite loss or gradient must never reach the weights: skip this update.
+                    skipped += 1
+                    warnings.warn(f"step {step + 1}: the loss ({stats['loss']}) or gradient norm ({float(grad_norm)}) "
+                                  "is not finite, so this update was skipped; the weights did not change",
+                                  RuntimeWarning, stacklevel=2)
+                    optimizer.zero_grad(set_to_none=True)
+                    continue
                 updating = True  # weights and log disagree until this step's row is written
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -878,8 +886,9 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
                 "seconds": seconds,
                 "elapsed_seconds": elapsed,
             }
+            row["skipped_updates"] = skipped
             for name, vals in per_func.items():
-                ok = [float(v) for v in vals if v is not None and not (isinstance(v, float) and math.isnan(v))]
+                ok = [float(v) for v in vals if v is not None and math.isfinite(float(v))]
                 row[f"reward/{name}"] = sum(ok) / len(ok) if ok else float("nan")
             history.append(row)
             updating = False

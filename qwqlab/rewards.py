@@ -25,6 +25,7 @@ import re
 import signal
 import threading
 import time
+import warnings
 from collections import Counter
 from contextlib import contextmanager
 from typing import Callable, Sequence
@@ -592,8 +593,9 @@ def make_repetition_penalty_reward(ngram_size: int = 3, max_penalty: float = -1.
             if len(units) < ngram_size:
                 out.append(0.0)
                 continue
-            grams = list(zip(*(units[i:] for i in range(ngram_size))))
-            out.append(max_penalty * (1.0 - len(set(grams)) / len(grams)))
+            total = len(units) - ngram_size + 1
+            distinct = len(set(zip(*(units[i:] for i in range(ngram_size)))))  # no list: 10 MB stays cheap
+            out.append(max_penalty * (1.0 - distinct / total))
         return out
 
     return repetition_penalty_reward
@@ -664,6 +666,74 @@ def make_code_reward(timeout_s: float = 2.0, memory_mb: int = 512, all_or_nothin
 # ---------------------------------------------------------------------------------------
 
 
+#: Largest reward magnitude taken at face value. Anything bigger (or inf, or NaN) is treated as
+#: "cannot be judged" with a warning: one reward of 1e39 overflows float32, and one inf turns
+#: the group's advantages, then every weight of the model, into NaN.
+MAX_ABS_REWARD = 1e6
+
+
+def finite_reward(value, name: str = "reward"):
+    """``value`` as a float, or ``None`` when it cannot be judged or is not a usable number.
+
+    ``None`` and NaN mean "cannot be judged"; inf, -inf and magnitudes over
+    ``MAX_ABS_REWARD`` are refused the same way, with a ``RuntimeWarning`` naming the reward.
+
+    >>> finite_reward(0.5), finite_reward(None), finite_reward(float("nan"))
+    (0.5, None, None)
+    """
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} returned {value!r}: a reward must be a number or None") from None
+    if math.isnan(v):
+        return None
+    if not math.isfinite(v) or abs(v) > MAX_ABS_REWARD:
+        warnings.warn(f"{name} returned {v!r}; rewards must be finite and within +-{MAX_ABS_REWARD:g}, "
+                      "so this completion is treated as 'cannot be judged'", RuntimeWarning, stacklevel=3)
+        return None
+    return v
+
+
+def weighted_sum(columns: Sequence[Sequence], weights: Sequence[float], none: str = "skip",
+                 names: Sequence[str] | None = None, n: int | None = None) -> list[float | None]:
+    """``sum_k weights[k] * columns[k][j]`` per completion ``j``: qwqlab's one weighted sum of rewards.
+
+    ``none`` says what a ``None`` (or NaN, or a refused non-finite value, see ``finite_reward``)
+    from one reward does to the sum: ``"skip"`` (default) leaves that term out, and the result
+    is ``None`` only if every reward was ``None`` (what TRL does with several ``reward_funcs``:
+    a NaN-ignoring weighted sum); ``"zero"`` counts it as 0; ``"propagate"`` makes the sum ``None``.
+
+    >>> weighted_sum([[1.0, None], [0.5, None]], [1.0, 2.0])
+    [2.0, None]
+    """
+    if none not in ("skip", "zero", "propagate"):
+        raise ValueError(f"none must be 'skip', 'zero' or 'propagate', not {none!r}")
+    if len(weights) != len(columns):
+        raise ValueError(f"got {len(columns)} rewards but {len(weights)} weights; give one weight per reward")
+    names = list(names) if names is not None else [f"reward {k}" for k in range(len(columns))]
+    n = len(columns[0]) if columns else (n or 0)
+    for name, col in zip(names, columns):
+        if len(col) != n:
+            raise ValueError(f"{name} returned {len(col)} values for {n} completions")
+    clean = [[finite_reward(v, name) for v in col] for name, col in zip(names, columns)]
+    out: list[float | None] = []
+    for j in range(n):
+        total, judged, missing = 0.0, 0, False
+        for w, col in zip(weights, clean):
+            if col[j] is None:
+                missing = True
+                continue
+            total += float(w) * col[j]
+            judged += 1
+        if (none == "propagate" and missing) or (judged == 0 and none != "zero"):
+            out.append(None)
+        else:
+            out.append(finite_reward(total, "the weighted sum of rewards"))
+    return out
+
+
 def combine(rewards: Sequence[RewardFunc], weights: Sequence[float] | None = None,
             none: str = "skip", name: str = "combined_reward") -> RewardFunc:
     """One reward from several: ``sum_k weights[k] * rewards[k]``, per completion.
@@ -685,20 +755,9 @@ def combine(rewards: Sequence[RewardFunc], weights: Sequence[float] | None = Non
         raise ValueError(f"none must be 'skip', 'zero' or 'propagate', not {none!r}")
 
     def combined(prompts, completions, **kwargs):
-        columns = [r(prompts, completions, **kwargs) for r in rewards]
-        out = []
-        for values in zip(*columns) if columns else [()] * len(completions):
-            total, judged = 0.0, 0
-            for w, v in zip(weights, values):
-                if v is None or (isinstance(v, float) and math.isnan(v)):
-                    if none == "propagate":
-                        judged = -1
-                        break
-                    continue
-                total += w * v
-                judged += 1
-            out.append(None if judged == -1 or (judged == 0 and none != "zero") else total)
-        return out
+        columns = {getattr(r, "__name__", f"reward_{i}"): r(prompts, completions, **kwargs)
+                   for i, r in enumerate(rewards)}
+        return weighted_sum(list(columns.values()), weights, none=none, names=list(columns), n=len(completions))
 
     combined.__name__ = combined.__qualname__ = name
     return combined

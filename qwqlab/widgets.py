@@ -425,7 +425,7 @@ def reward_explorer(rollouts, tokenizer=None, weights: dict | None = None, estim
     import numpy as np
 
     from qwqlab.grpo import ESTIMATORS, compute_advantages
-    from qwqlab.rewards import DEFAULT_TABLE_REWARDS, get_reward, reward_table
+    from qwqlab.rewards import DEFAULT_TABLE_REWARDS, get_reward, reward_table, weighted_sum
 
     sizes = rollouts.groupby("problem_id", sort=False).size()
     if sizes.nunique() != 1 or sizes.iloc[0] < 2:
@@ -461,14 +461,9 @@ def reward_explorer(rollouts, tokenizer=None, weights: dict | None = None, estim
     def recompute(_=None):
         parts = {n: column(n) for n in names}
         active = [n for n in names if weight_sliders[n].value != 0]
-        total = np.zeros(len(rollouts))
-        judged = np.zeros(len(rollouts), dtype=bool)
-        for n in active:
-            v = parts[n].to_numpy(dtype=float)
-            ok = ~np.isnan(v)
-            total[ok] += weight_sliders[n].value * v[ok]
-            judged |= ok
-        total = np.where(judged, total, np.nan)
+        summed = weighted_sum([parts[n].tolist() for n in active], [weight_sliders[n].value for n in active],
+                              names=active, n=len(rollouts))
+        total = np.array([np.nan if v is None else v for v in summed], dtype=float)
         adv = compute_advantages(list(total), num_generations, estimator=est.value)
         table = rollouts[["problem_id", "sample_index", "completion_tokens"]].copy()
         if "correct" in rollouts:

@@ -82,3 +82,14 @@ def test_chat_template_drops_earlier_thinking(nano):
         [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "secret\n</think>\n\nhello"},
          {"role": "user", "content": "again"}], tokenize=False, add_generation_prompt=True)
     assert "secret" not in text and "<|im_start|>assistant\nhello<|im_end|>\n" in text
+
+
+@pytest.mark.parametrize("text, boxed", [
+    ("\\boxed{" * 8000, None),                       # 55 KB of unclosed boxes: was quadratic (31-38 s)
+    ("\\boxed{" * 8000 + "7}", "7"),
+    ("\\boxed{\\boxed{3}}", "3"), ("\\boxed{a} \\boxed{b", "a"), ("\\boxed{\\{1,2\\}}", "\\{1,2\\}"),
+    ("\\boxed{x}}}", "x"), ("{\\boxed{5}", "5"), ("\\fbox {7}", "7"), ("\\boxed{1}\\", "1"),
+])
+def test_extract_boxed_hostile_shapes(text, boxed):
+    """The last closed box wins, nested and escaped braces kept; one linear pass (timing: benchmarks/)."""
+    assert extract_boxed(text) == boxed

@@ -1,5 +1,6 @@
 """qwqlab.grpo: each formula against a hand-computed case, the config's checks, and the loop
 on a small deterministic fake (tests/fixtures/fake_lm.py) plus one step on qwq-nano."""
+import contextlib
 import json
 import math
 
@@ -550,3 +551,39 @@ def test_record_runs_checks_say_which_claims_hold():
     summary["runs"]["correctness"]["train_seconds"] = 200       # over the 3-minute budget
     checks = mod.checks(summary)
     assert not checks["format"]["holds"] and not checks["correctness"]["holds"]
+
+
+# ----------------------------------------------------------------------------- bad numbers (issue 10)
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), 1e300, 1e39, float("nan")])
+def test_a_non_finite_or_absurd_reward_never_reaches_the_weights(fake, bad):
+    """One reward of inf, 1e300 or 1e39 used to turn every weight into NaN: it is now 'cannot be judged'."""
+    model, tok = fake
+
+    def hostile(prompts, completions, **kwargs):
+        return [bad] + [float(sum(map(ord, c)) % 2) for c in completions[1:]]
+
+    with pytest.warns(RuntimeWarning, match="cannot be judged") if bad == bad else contextlib.nullcontext():
+        df = train_grpo(model, tok, ArithmeticTask(split="train"), hostile, GRPOConfig(steps=2, **TINY))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert df["unjudged_share"].min() > 0 and df["loss"].map(math.isfinite).all()
+
+
+def test_a_non_finite_loss_skips_the_update_and_is_logged(fake, monkeypatch):
+    """A NaN in the policy loss (here injected into the surrogate) skips the update: logged, warned, weights kept."""
+    import qwqlab.grpo as G
+    model, tok = fake
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    real = G.clipped_surrogate
+
+    def poisoned(*args, **kwargs):
+        per_token, clipped = real(*args, **kwargs)
+        return per_token * float("nan"), clipped
+
+    monkeypatch.setattr(G, "clipped_surrogate", poisoned)
+    with pytest.warns(RuntimeWarning, match="update was skipped"):
+        df = train_grpo(model, tok, ArithmeticTask(split="train"), _parity_reward,
+                        GRPOConfig(steps=2, max_grad_norm=None, **TINY))
+    # every step that trained any row was refused (a step whose groups all tied has no loss to poison)
+    assert df["skipped_updates"].sum() >= 1 and (df["skipped_updates"] == (df["trained_share"] > 0)).all()
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())

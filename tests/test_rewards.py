@@ -345,3 +345,37 @@ def test_columns_one_per_prompt_are_repeated_and_ragged_ones_rejected():
     assert R.accuracy_reward([PROMPT] * 4, [RIGHT, WRONG, RIGHT, WRONG], answer=["47", "48"]) == [1.0, 0.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="3 completions"):
         R.accuracy_reward([PROMPT] * 3, [RIGHT] * 3, answer=["47", "47"])
+
+
+# ----------------------------------------------------------------------------- one weighted sum (issues 9, 10)
+
+def test_weighted_sum_skips_none_and_refuses_non_finite_values_with_a_warning():
+    assert R.weighted_sum([[1.0, None, 2.0], [0.5, None, None]], [1.0, 2.0]) == [2.0, None, 2.0]
+    assert R.weighted_sum([[1.0, None]], [1.0], none="zero") == [1.0, 0.0]
+    assert R.weighted_sum([[1.0, 1.0], [None, 1.0]], [1.0, 1.0], none="propagate") == [None, 2.0]
+    for bad in (float("inf"), -float("inf"), 1e300, 1e39):
+        with pytest.warns(RuntimeWarning, match="cannot be judged"):
+            assert R.weighted_sum([[bad, 1.0], [1.0, 1.0]], [1.0, 1.0], names=["hostile", "ok"]) == [1.0, 2.0]
+    with pytest.warns(RuntimeWarning, match="weighted sum"):  # each term fine, the sum absurd
+        assert R.weighted_sum([[9e5], [9e5]], [1.0, 1.0]) == [None]
+    with pytest.raises(ValueError, match="one weight per reward"):
+        R.weighted_sum([[1.0]], [1.0, 2.0])
+    with pytest.raises(TypeError, match="must be a number or None"):
+        R.weighted_sum([["yes"]], [1.0])
+
+
+def test_combine_and_the_widget_use_the_same_sum():
+    """rewards.combine and grpo.score_rewards agree, inf included (one path per job)."""
+    from qwqlab.grpo import score_rewards
+
+    def a(prompts, completions, **kw):
+        return [1.0, None, float("inf")]
+
+    def b(prompts, completions, **kw):
+        return [0.5, None, 1.0]
+
+    with pytest.warns(RuntimeWarning):
+        combined = R.combine([a, b], [1.0, 2.0])(["p"] * 3, ["c"] * 3)
+    with pytest.warns(RuntimeWarning):
+        total, _ = score_rewards([a, b], ["p"] * 3, ["c"] * 3, [1.0, 2.0])
+    assert combined == total == [2.0, None, 2.0]

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -56,10 +57,19 @@ def server_env(**extra) -> dict:
     The test session sets ``MPLBACKEND=Agg`` (conftest), which would stop inline figures in
     the browser: it is removed. ``JUPYTER_DATA_DIR`` points at an empty folder so that the
     kernel is this virtualenv's own ``python3``, not a user-level kernelspec.
+
+    pytest's own variables (``PYTEST_CURRENT_TEST``, ``PYTEST_VERSION``, ...) are removed too:
+    the server's kernels inherit them, and a kernel that sees ``PYTEST_CURRENT_TEST`` believes
+    it runs inside pytest (ipykernel then leaves the process's stdout/stderr file descriptors
+    unwatched, ``ipykernel/iostream.py``), so it would not behave as it does for a user. This
+    was the one difference between the lengths dashboard timing out under pytest and loading
+    in 10 s from a plain script on the same machine (issue 10).
     """
-    env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "JUPYTER_CONFIG_DIR")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MPLBACKEND", "JUPYTER_CONFIG_DIR") and not k.startswith("PYTEST_")}
     env.update({k: str(v) for k, v in extra.items()})
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["PYTHONFAULTHANDLER"] = "1"  # Server.dump_stacks: a stuck kernel can say where it is
     return env
 
 
@@ -70,8 +80,9 @@ class Server:
                  timeout: float = 90):
         self.url, self.log = url, log
         self._log_file = open(log, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+        # stdin closed: a server (or a kernel it starts) must never wait on the test's terminal or CI pipe
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
+                                     env=env, start_new_session=True)
         self._wait_ready(ready_path, timeout)
 
     def _wait_ready(self, path: str | None, timeout: float) -> None:
@@ -93,6 +104,20 @@ class Server:
                 time.sleep(0.3)
         self.stop()
         raise TimeoutError(f"server not ready after {timeout} s; log {self.log}:\n{self.log.read_text()[-3000:]}")
+
+    def dump_stacks(self) -> str:
+        """Every Python thread's stack in the server's kernels (``PYTHONFAULTHANDLER`` is set for
+        them, so SIGABRT prints it to this log), then the log's tail: for a page that never loads."""
+        out = subprocess.run(["pgrep", "-s", str(os.getsid(self.proc.pid)), "-f", "ipykernel"],
+                             capture_output=True, text=True).stdout.split()
+        for pid in out:
+            try:
+                os.kill(int(pid), signal.SIGABRT)
+            except OSError:
+                pass
+        time.sleep(3)
+        self._log_file.flush()
+        return self.log.read_text()[-12000:]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

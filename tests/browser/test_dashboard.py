@@ -29,7 +29,10 @@ def test_dashboard_serves_its_explorer_without_code(name, browser, chromium_path
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
         start = time.monotonic()
-        page.goto(server.url + "/", wait_until="domcontentloaded", timeout=300_000)
+        try:
+            page.goto(server.url + "/", wait_until="domcontentloaded", timeout=300_000)
+        except Exception:
+            pytest.fail(f"the {name} page never loaded; the server's kernels' stacks and log:\n{server.dump_stacks()}")
         page.locator(DASHBOARDS[name].selector).first.wait_for(timeout=300_000)
         loaded = time.monotonic() - start
         assert page.get_by_text(DASHBOARDS[name].title).count() >= 1
@@ -46,3 +49,12 @@ def test_dashboard_serves_its_explorer_without_code(name, browser, chromium_path
     finally:
         page.close()
         server.stop()
+
+
+def test_served_kernels_do_not_inherit_pytest_variables():
+    """A kernel that sees PYTEST_CURRENT_TEST behaves as if inside pytest (ipykernel stops watching
+    its stdout/stderr descriptors); the servers the browser tests start must look like a user's."""
+    from browser_harness import server_env
+    assert "PYTEST_CURRENT_TEST" in __import__("os").environ  # pytest sets it while a test runs
+    env = server_env(JUPYTER_DATA_DIR="/tmp/x")
+    assert not [k for k in env if k.startswith("PYTEST_")] and env["JUPYTER_DATA_DIR"] == "/tmp/x"
