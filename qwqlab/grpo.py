@@ -219,7 +219,9 @@ class GRPOConfig:
                                   "(Dr. GRPO: divide by max_new_tokens).", "token")
     beta: float = _help("KL penalty weight against a frozen reference model; 0 = no reference "
                         "model (DAPO, Dr. GRPO).", 0.0)
-    kl_estimator: str = _help("KL estimator when beta > 0: 'k1', 'k2' or 'k3' (Schulman).", "k3")
+    kl_estimator: str = _help("KL estimator when beta > 0: 'k1', 'k2' or 'k3' (Schulman). As a loss term on "
+                              "samples from the policy, k1 (log ratio) has zero expected gradient: it "
+                              "reports the KL but does not pull towards the reference; use k3 or k2.", "k3")
     clip_low: float = _help("Lower clip: ratio may fall to 1 - clip_low.", 0.2)
     clip_high: float = _help("Upper clip: ratio may rise to 1 + clip_high (> clip_low is DAPO's "
                              "clip-higher).", 0.28)
@@ -968,7 +970,10 @@ def to_trl_config(config: GRPOConfig, output_dir: str, **overrides):
         warmup_steps=config.warmup_steps, lr_scheduler_type="constant_with_warmup", seed=config.seed,
         reward_weights=config.reward_weights, bf16=False, activation_checkpointing=False, use_cpu=on_cpu,
         report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=not config.progress,
-        shuffle_dataset=False)
+        shuffle_dataset=False,
+        # qwqlab's KL term has no importance weight; TRL's default multiplies it by the policy
+        # ratio, which leaves the loss the same on-policy but changes its gradient (issue 9).
+        use_bias_correction_kl=False)
     kwargs.update(overrides)
     return TRLConfig(**kwargs)
 

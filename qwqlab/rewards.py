@@ -482,7 +482,8 @@ def make_cosine_reward(min_len: int = 0, max_len: int = 1000, min_value_wrong: f
     [0, 1]) and ``CosFn(t, a, b) = b + (a - b) * (1 + cos(pi * t)) / 2`` (``a`` at ``t=0``,
     ``b`` at ``t=1``): a correct answer gets ``CosFn(t, max_value_correct, min_value_correct)``
     (short and right is best), a wrong one ``CosFn(t, min_value_wrong, max_value_wrong)``
-    (short and wrong is worst: think longer when unsure). Past ``max_len``, ``exceed_penalty``
+    (short and wrong is worst: think longer when unsure). At or past ``max_len`` (the generation
+    limit, where a completion is cut), ``exceed_penalty``
     if given (the paper's ``r_exceed``). ``None`` where correctness cannot be judged.
 
     >>> r = make_cosine_reward(min_len=20, max_len=100)  # both completions are under 20 characters
@@ -500,7 +501,7 @@ def make_cosine_reward(min_len: int = 0, max_len: int = 1000, min_value_wrong: f
             if ok is None:
                 out.append(None)
                 continue
-            if exceed_penalty is not None and n > max_len:
+            if exceed_penalty is not None and n >= max_len:  # the paper's L_max: a completion cut at the limit
                 out.append(float(exceed_penalty))
                 continue
             t = min(1.0, max(0.0, (n - min_len) / (max_len - min_len)))

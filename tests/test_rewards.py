@@ -142,6 +142,10 @@ def test_cosine_reward_min_len_exceed_penalty_and_none():
     out = reward([PROMPT] * 4, [RIGHT, RIGHT, WRONG, RIGHT], answer=["47", "47", "47", None],
                  completion_ids=[[0] * 2, [0] * 6, [0] * 9, [0] * 2])
     assert out == pytest.approx([1.0, 0.75, -10.0, None])
+    # at the generation limit itself (len == max_len, a truncated completion) the penalty applies
+    # too: the paper's L_max; before, a wrong cut-off completion got -0.5, the best a wrong one can
+    at_limit = reward([PROMPT] * 2, [WRONG, RIGHT], answer=["47", "47"], completion_ids=[[0] * 8, [0] * 7])
+    assert at_limit[0] == -10.0 and at_limit[1] > -10.0
 
 
 def test_cosine_counts_tokens_with_a_tokenizer():

@@ -51,3 +51,5 @@ def test_to_trl_config_maps_the_objective():
     assert args.per_device_train_batch_size == 16 * 8 and args.num_generations == 8
     with pytest.raises(ValueError, match="RLOOTrainer"):
         to_trl_config(GRPOConfig(estimator="rloo"), "unused-dir")
+    # TRL multiplies its KL by the policy ratio by default; qwqlab's KL has no such weight
+    assert to_trl_config(GRPOConfig(beta=0.04), "unused-dir").use_bias_correction_kl is False
