@@ -71,7 +71,10 @@ def split_think(text: str, prompt_opens_think: bool = True) -> ThinkSplit:
     if n_close == 0:
         if opened:
             return ThinkSplit(text.split(THINK_OPEN, 1)[1].strip(), "", "unclosed", True)
-        if prompt_opens_think and text and "\\boxed" not in text:
+        if prompt_opens_think and text:
+            # The prompt opened the thinking and the completion never closed it: it was cut
+            # (max_new_tokens) inside the thinking, so a \\boxed{} there is not an answer.
+            # Outputs of answer-only models (no tags at all) need prompt_opens_think=False.
             return ThinkSplit(text.strip(), "", "unclosed", False)
         return ThinkSplit("", text.strip(), "no_tags", False)
     head, _, answer = text.rpartition(THINK_CLOSE)

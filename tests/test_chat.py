@@ -36,8 +36,12 @@ def test_split_think_unclosed_is_all_thinking():
     assert s.case == "unclosed" and s.answer == ""
 
 
-def test_split_think_no_tags_is_answer():
-    s = split_think(r"The answer is \boxed{4}.")
+def test_split_think_no_tags_is_answer_only_when_the_prompt_did_not_open_the_thinking():
+    # issue 9: the prompt opened <think> and the completion never closed it (cut at
+    # max_new_tokens): a box inside the unfinished thinking is not an answer
+    s = split_think(r"so maybe \boxed{4}, let me check")
+    assert s.case == "unclosed" and s.answer == "" and "boxed" in s.thinking
+    s = split_think(r"The answer is \boxed{4}.", prompt_opens_think=False)
     assert s.case == "no_tags" and s.thinking == "" and "boxed" in s.answer
     s = split_think("plain text", prompt_opens_think=False)
     assert s.case == "no_tags" and s.answer == "plain text"
