@@ -118,13 +118,33 @@ def execute_notebook(path: str | Path, parameters: dict | None = None, out_dir: 
     return nb
 
 
+#: Overrides ``make figures`` applies so that the same commit on the same machine draws the same
+#: figures: notebook 04's live run is time-budgeted in a classroom (``MAX_SECONDS``), so the number
+#: of steps would depend on the machine's speed and load; here it runs a fixed number of steps.
+REPRODUCIBLE_PARAMETERS: dict[str, dict] = {
+    "04_rl_training": {"MAX_SECONDS": None, "STEPS": 60},
+}
+
+#: What can still differ between two machines (never between two runs on one machine), per notebook.
+ACROSS_MACHINES = {
+    "default": "identical on one machine; on another CPU (AVX-512 against AVX2, another thread count) "
+               "float rounding in matrix kernels can change a sampled token, and everything after it",
+    "01_models_and_quantization": "memory figures are identical everywhere; logit drift of 8/4-bit "
+                                  "layers depends on bitsandbytes' CPU kernels",
+    "06_benchmark_plots": "identical everywhere: published figures and qwq-nano's recorded results",
+}
+
+
 def run_notebooks(out: str | Path = "figures", notebooks: list[str | Path] | None = None,
                   parameters: dict[str, dict] | None = None, progress: bool = True) -> dict:
     """Execute every notebook (or those given) and write figures plus ``manifest.json`` under ``out``.
 
-    ``parameters`` maps a notebook's stem (``"02_rollout_sampling"``) to overrides.
-    Returns the manifest: per notebook, the seconds it took and each figure's files and data hash.
+    ``parameters`` maps a notebook's stem (``"02_rollout_sampling"``) to overrides, applied over
+    ``REPRODUCIBLE_PARAMETERS``. Returns the manifest: per notebook, the seconds it took, each
+    figure's files and data hash, and what may differ on another machine (``across_machines``).
     """
+    parameters = {k: {**REPRODUCIBLE_PARAMETERS.get(k, {}), **(parameters or {}).get(k, {})}
+                  for k in set(REPRODUCIBLE_PARAMETERS) | set(parameters or {})}
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -141,7 +161,10 @@ def run_notebooks(out: str | Path = "figures", notebooks: list[str | Path] | Non
         figs = []
         if (nb_out / "manifest.jsonl").exists():
             figs = [json.loads(line) for line in (nb_out / "manifest.jsonl").read_text().splitlines() if line]
-        manifest["notebooks"][path.stem] = {"seconds": round(time.perf_counter() - t, 1), "figures": figs}
+        manifest["notebooks"][path.stem] = {
+            "seconds": round(time.perf_counter() - t, 1), "figures": figs,
+            "parameters": parameters.get(path.stem, {}),
+            "across_machines": ACROSS_MACHINES.get(path.stem, ACROSS_MACHINES["default"])}
     manifest["total_seconds"] = round(time.perf_counter() - start, 1)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest

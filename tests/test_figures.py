@@ -1,5 +1,6 @@
 """qwqlab.figures: figure files, the data manifest, parameters injection, and notebooks kept clean."""
 import json
+import re
 import subprocess
 import sys
 
@@ -117,3 +118,18 @@ def test_two_runs_give_identical_data_hashes(tmp_path):
     # A rerun into the same folder replaces, not appends to, the notebook's manifest.
     again = figures.run_notebooks(tmp_path / "a", notebooks=[path], parameters={"99_tiny": {"N": 50}}, progress=False)
     assert len(again["notebooks"]["99_tiny"]["figures"]) == 1
+    assert "across_machines" in again["notebooks"]["99_tiny"]
+
+
+def test_make_figures_runs_every_time_budgeted_notebook_on_a_step_budget():
+    """issue 10: a time budget makes the live run's steps depend on the machine's load, so two
+    `make figures` runs drew different figures. Every notebook knob that is a time budget gets
+    overridden (and the overrides name knobs that exist in the notebook's parameters cell)."""
+    for path in figures.list_notebooks():
+        nb = nbformat.read(path, 4)
+        params = next(c.source for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+        names = set(re.findall(r"^([A-Z_][A-Z0-9_]*)\s*=", params, re.M))
+        budgets = {n for n in names if "SECONDS" in n}
+        overrides = figures.REPRODUCIBLE_PARAMETERS.get(path.stem, {})
+        assert set(overrides) <= names, f"{path.stem}: overrides {set(overrides) - names} are not parameters"
+        assert all(overrides.get(n, "missing") is None for n in budgets), f"{path.stem}: {budgets} left time-budgeted"
