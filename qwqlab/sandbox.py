@@ -528,8 +528,10 @@ def _execute(code: str, stdin: str, cfg: SandboxConfig, checks: str | None) -> R
                 _kill(proc, plan)
         wall = time.perf_counter() - start
         stdout, stderr = _read(out_path, cfg.max_output_chars), _read(err_path, cfg.max_output_chars)
-        return RunResult(_status(proc.returncode, timed_out, stderr), proc.returncode, stdout, stderr, wall,
-                         plan.layers)
+        rc = proc.returncode
+        if plan.kind == "bwrap" and rc is not None and 128 < rc < 128 + 65:
+            rc = 128 - rc  # bwrap's pid 1 reports a program killed by signal N as 128 + N, like a shell
+        return RunResult(_status(rc, timed_out, stderr), rc, stdout, stderr, wall, plan.layers)
     finally:
         for fd in fds:
             os.close(fd)
