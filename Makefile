@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 FIGURES ?= figures
 PYTEST_ARGS ?=
 
-.PHONY: figures test test-latest lock lab venv browser clean nano benchmarks
+.PHONY: figures test test-latest lock lab venv browser sandbox clean nano benchmarks
 
 # The versions come from constraints.txt (exact pins, so a new release cannot break a fresh
 # clone between two runs); pyproject.toml keeps ranges for installing qwqlab elsewhere.
@@ -30,7 +30,7 @@ lock: venv
 
 # The suite against the newest releases pyproject.toml allows, in its own venv: to find out
 # on purpose whether a new release breaks the lab before re-locking.
-test-latest: browser
+test-latest: browser sandbox
 	$(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/python -m pip install -q --upgrade pip
 	.venv-latest/bin/python -m pip install -q $(TORCH_SPEC)
@@ -52,7 +52,19 @@ browser:
 		echo "Chromium not found: the browser tests will skip. Install it with: sudo apt-get install -y chromium"; \
 	fi
 
-test: venv browser  ## the whole test suite, slow tiers included (browser tests too)
+# bubblewrap, the isolation layer for model-written code (qwqlab/sandbox.py): installed once
+# when run as root; otherwise it says how, the sandbox falls back (and warns it is no security
+# boundary) and the tests that need it skip with that reason.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's bubblewrap for the code sandbox"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	else \
+		echo "bubblewrap not found: model-written code runs without isolation. Install it with: sudo apt-get install -y bubblewrap"; \
+	fi
+
+test: venv browser sandbox  ## the whole test suite, slow tiers included (browser tests too)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lab: venv  ## JupyterLab on notebooks/

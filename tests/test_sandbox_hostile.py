@@ -1,0 +1,131 @@
+"""Issue 10's hostile programs, each run as model-written code through the default sandbox.
+
+With bubblewrap (Linux, `make test` installs it as root) every probe must be contained; where
+bubblewrap cannot run these skip, and the fallback's plain warning is tested instead. The
+early-exit and lying-equality programs must score 0 through the code reward itself.
+"""
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+import uuid
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import qwqlab.sandbox as S
+from qwqlab.rewards import make_code_reward
+from qwqlab.sandbox import SandboxConfig, isolation_layers, run_python, run_tests
+
+BWRAP = isolation_layers()["bwrap"]
+needs_bwrap = pytest.mark.skipif(not BWRAP, reason="bubblewrap cannot run here (`sudo apt-get install bubblewrap`)")
+
+HONEST = "def add(a, b):\n    return a + b\n"
+TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(2, 2) == 4"]
+CHEATS = {
+    "raise SystemExit": "raise SystemExit\ndef add(a, b):\n    return 0\n",
+    "sys.exit(0)": "import sys\ndef add(a, b):\n    return 0\nsys.exit(0)\n",
+    "os._exit(0)": "import os\ndef add(a, b):\n    return 0\nos._exit(0)\n",
+    "lying __eq__": "class Yes:\n    def __eq__(self, other):\n        return True\n    __hash__ = object.__hash__\n"
+                    "def add(a, b):\n    return Yes()\n",
+    "exit at import of the checks": "import atexit, os\natexit.register(lambda: os._exit(0))\n"
+                                    "def add(a, b):\n    raise SystemExit(0)\n",
+}
+
+
+def _reward(code: str) -> float:
+    reward = make_code_reward(timeout_s=5.0)
+    return reward(["p"], [f"```python\n{code}```"], test_cases=[TESTS])[0]
+
+
+def test_an_honest_solution_scores_one():
+    assert _reward(HONEST) == 1.0
+
+
+@pytest.mark.parametrize("name", sorted(CHEATS))
+def test_early_exits_and_lying_equality_score_zero(name):
+    assert _reward(CHEATS[name]) == 0.0, name
+
+
+@pytest.fixture
+def victim(tmp_path):
+    path = tmp_path / "victim.txt"
+    path.write_text("original")
+    return path
+
+
+@needs_bwrap
+@pytest.mark.parametrize("probe", [
+    "import os\nfd = os.open({d!r}, os.O_RDONLY)\nw = os.open('victim.txt', os.O_WRONLY | os.O_TRUNC, dir_fd=fd)\n"
+    "os.write(w, b'owned')",
+    "isinstance = lambda *a: False\nopen({p!r}, 'w').write('owned')",
+    "import sys\nf = sys._getframe()\nwhile f.f_back: f = f.f_back\nopen({p!r}, 'w').write('owned')",
+    "import _imp, importlib.machinery as m\nps = _imp.create_builtin(m.ModuleSpec('_posixsubprocess', None))\n"
+    "import subprocess\nsubprocess.run(['/bin/sh', '-c', 'echo owned > {p}'])",
+    "import os\nos.system('echo owned > {p}')",
+])
+def test_host_files_stay_untouched(victim, probe):
+    """dir_fd writes, a shadowed isinstance, frame walking, a builtin _posixsubprocess, a shell."""
+    run_python(probe.format(d=str(victim.parent), p=str(victim)), config=SandboxConfig(timeout_s=5))
+    assert victim.read_text() == "original"
+
+
+@needs_bwrap
+def test_a_host_unix_socket_cannot_be_reached(tmp_path):
+    path = str(tmp_path / "host.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    server.settimeout(0.5)
+    try:
+        r = run_python("import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect(%r)\nprint('connected')" % path,
+                       config=SandboxConfig(timeout_s=5))
+        assert "connected" not in r.stdout
+        with pytest.raises(OSError):  # nobody ever knocked
+            server.accept()
+    finally:
+        server.close()
+
+
+@needs_bwrap
+def test_no_process_of_a_call_survives_it():
+    """A child that calls setsid and sleeps (and a grandchild) is gone when the call returns."""
+    tag = f"qwqlab-survivor-{uuid.uuid4().hex}"
+    code = ("import os, time\n"
+            "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+            f"        os.execv('/bin/sleep', ['/bin/sleep', '60', {tag!r}])\n    time.sleep(60)\n"
+            "time.sleep(0.5)\nprint('parent done')")
+    r = run_python(code, config=SandboxConfig(timeout_s=3))
+    assert "parent done" in r.stdout
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", tag], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes of the sandboxed call survived: {left}"
+
+
+@needs_bwrap
+def test_one_completion_cannot_kill_another_run():
+    """An honest solution scored 1.0 alone and 0.0 next to a saboteur (all runs shared one uid)."""
+    slow_honest = "import time\ntime.sleep(1.5)\n" + HONEST
+    saboteur = ("import os, signal, time\nend = time.time() + 3\nwhile time.time() < end:\n"
+                "    for sig in (signal.SIGKILL, signal.SIGSTOP):\n        try:\n            os.kill(-1, sig)\n"
+                "        except OSError:\n            pass\n")
+    with ThreadPoolExecutor(2) as pool:
+        bad = pool.submit(run_python, saboteur, "", SandboxConfig(timeout_s=5))
+        time.sleep(0.2)
+        good = pool.submit(run_tests, slow_honest, TESTS, SandboxConfig(timeout_s=8))
+        assert good.result() == [True, True, True]
+        bad.result()
+
+
+def test_the_fallback_says_it_is_not_a_security_boundary(monkeypatch):
+    monkeypatch.setattr(S, "_WARNED", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = run_python("print(6 * 7)", config=SandboxConfig(isolation="subprocess", isolate_network=False,
+                                                             drop_privileges=False))
+    assert r.stdout.strip() == "42"
+    assert any("NOT a security boundary" in str(w.message) for w in caught)
+    assert not isolation_layers(SandboxConfig(isolation="subprocess"))["bwrap"]
