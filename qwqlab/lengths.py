@@ -727,6 +727,17 @@ def _iter_jsonl(path: Path):
         raise TraceFileError(f"{path}: could not be read ({e}); a truncated .gz file also fails here") from e
     if not data.strip():
         raise TraceFileError(f"{path}: the file is empty (no traces)")
+    if path.suffix == ".json" and data.lstrip()[:1] == b"[":  # a .json file holding one JSON array of traces
+        try:
+            records = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise TraceFileError(f"{path}: starts like a JSON array but is not valid JSON ({e})") from e
+        for number, record in enumerate(records, start=1):
+            if not isinstance(record, dict):
+                raise TraceFileError(f"{path}, item {number}: expected a JSON object per trace, "
+                                     f"got {type(record).__name__}")
+            yield f"{path}, item {number}", record
+        return
     lines = data.split(b"\n")
     ends_with_newline = data.endswith(b"\n")
     last = len(lines) - (1 if ends_with_newline else 0)
@@ -750,6 +761,14 @@ def _iter_jsonl(path: Path):
             raise TraceFileError(f"{path}, line {number}: expected a JSON object (one trace per line), "
                                  f"got {type(record).__name__}")
         yield f"{path}, line {number}", record
+
+
+def _from_chat(value):
+    """A list of chat messages (``{"role", "content"}`` dicts) becomes the assistant's text; else unchanged."""
+    if isinstance(value, list) and value and all(isinstance(m, Mapping) and "content" in m for m in value):
+        said = [m["content"] for m in value if m.get("role", "assistant") == "assistant"]
+        return said[-1] if said else ""
+    return value
 
 
 def _iter_parquet(path: Path):
@@ -858,8 +877,11 @@ def load_traces(path: str | Path, fields: Mapping[str, str | None] | None = None
         gold = get(record, "gold_answer", where, kinds=())
         finish = get(record, "finish_reason", where, required=False, kinds=(str, list))
         sidx = get(record, "sample_index", where, kinds=(int,))
+        response, reasoning, answer = (_from_chat(v) for v in (response, reasoning, answer))
         multi = [v for v in (response, reasoning, answer) if isinstance(v, list)]
         n = len(multi[0]) if multi else 1
+        if multi and n == 0:
+            raise TraceFileError(f"{where}: an empty list of responses; drop the record or give at least one response")
         if multi and any(len(m) != n for m in multi):
             raise TraceFileError(f"{where}: response lists of different lengths")
 

@@ -499,3 +499,23 @@ def test_marker_summary_ignores_the_index():
     df.index = [0, 0, 0]  # e.g. tables concatenated without ignore_index
     m = L.marker_summary(df, markers=["wait"], by="run")
     assert m[m["marker"] == "wait"]["count"].tolist() == [1, 2]
+
+
+def test_load_traces_reads_json_arrays_chat_messages_and_refuses_empty_response_lists(tmp_path):
+    """issue 10: a .json array failed with 'line 1: not valid JSON'; response: [] raised a raw KeyError."""
+    import json as _json
+    rows = [{"question": "1+1?", "response": "2 is it\n</think>\n\\boxed{2}", "gold_answer": "2"},
+            {"question": "2+2?", "response": [{"role": "user", "content": "2+2?"},
+                                              {"role": "assistant", "content": "hmm\n</think>\n\\boxed{5}"}],
+             "gold_answer": "4"}]
+    path = tmp_path / "traces.json"
+    path.write_text(_json.dumps(rows))
+    df = L.load_traces(path, fields={"gold_answer": "gold_answer"})
+    assert len(df) == 2 and df["correct"].tolist() == [1.0, 0.0]
+    assert df["thinking"].tolist() == ["2 is it", "hmm"]
+    path.write_text(_json.dumps([{"question": "q", "response": [], "gold_answer": "1"}]))
+    with pytest.raises(L.TraceFileError, match="empty list of responses"):
+        L.load_traces(path, fields={"gold_answer": "gold_answer"})
+    path.write_text("[1, 2]")
+    with pytest.raises(L.TraceFileError, match="item 1: expected a JSON object"):
+        L.load_traces(path)
