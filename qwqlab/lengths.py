@@ -688,33 +688,15 @@ def _normalise_answer(s: str) -> str:
 
 
 def default_grader(predicted: str | None, gold) -> float | None:
-    """Grade an extracted answer against a gold answer: 1.0, 0.0, or ``None`` if ungradable.
+    """Grade an extracted answer against a gold answer with qwqlab's one grader (``grading.answers_match``).
 
-    Equal after light normalisation (spaces, ``$``, ``\\text{}``, leading zeros) counts as
-    correct; otherwise Math-Verify decides (equivalent expressions such as ``1/2`` and
-    ``\\frac{1}{2}``). A gold answer that is empty, or that Math-Verify cannot parse when
-    it is needed, gives ``None`` (cannot be judged), never a silent 0. A missing prediction
-    is 0.0: the model did not answer.
+    1.0, 0.0, or ``None`` when the gold answer cannot be judged (empty, or unparseable).
     """
-    if gold is None or (isinstance(gold, float) and math.isnan(gold)) or not str(gold).strip():
+    from qwqlab.grading import answers_match
+
+    if gold is None or (isinstance(gold, float) and math.isnan(gold)):
         return None
-    gold = str(gold)
-    if predicted is None or not str(predicted).strip():
-        return 0.0
-    if _normalise_answer(str(predicted)) == _normalise_answer(gold):
-        return 1.0
-    try:
-        from math_verify import parse, verify
-    except ImportError:  # pragma: no cover - math-verify is a dependency
-        return 0.0
-    try:
-        g = parse(f"${gold}$" if "$" not in gold and "\\boxed" not in gold else gold)
-        if not g:
-            return None
-        p = parse(f"${predicted}$")
-        return float(bool(p) and verify(g, p))
-    except Exception:  # Math-Verify can raise on pathological LaTeX: cannot judge
-        return None
+    return answers_match(predicted, str(gold))
 
 
 def _iter_jsonl(path: Path):
@@ -819,7 +801,8 @@ def load_traces(path: str | Path, fields: Mapping[str, str | None] | None = None
             cut exactly between two lines cannot be told from a shorter complete file;
             compare the row count with the producer's when that matters.)
     """
-    from qwqlab.chat import extract_boxed, split_think
+    from qwqlab.chat import split_think
+    from qwqlab.grading import extract_answer
 
     path = Path(path)
     unknown = set(fields or {}) - set(DEFAULT_TRACE_FIELDS)
@@ -905,13 +888,13 @@ def load_traces(path: str | Path, fields: Mapping[str, str | None] | None = None
                 thinking, answer_text = (th or "").strip(), (an or "").strip()
                 completion = f"{thinking}\n</think>\n\n{answer_text}" if thinking else answer_text
                 unclosed = bool(thinking) and not answer_text
-            extracted = extract_boxed(answer_text)
+            # qwqlab's one extraction policy (grading.extract_answer): last box; unboxed only for answer-only outputs
+            extracted = extract_answer(completion, prompt_opens_think if r is not None else bool(thinking))
             if f["correct"]:
                 correct = _as_label(pick(label, i, "correct") if isinstance(label, list) else label, where)
             elif f["gold_answer"]:
                 g = pick(gold, i, "gold_answer") if isinstance(gold, list) else gold
-                pred = extracted if extracted is not None else (answer_text.strip() or None)
-                grade = grader(pred, g)
+                grade = grader(extracted, g)
                 correct = math.nan if grade is None else float(grade)
             else:
                 correct = math.nan

@@ -53,13 +53,22 @@ def pass_at_k(n, c, k):
 
 def _answer_codes(answers) -> tuple[np.ndarray, list[str]]:
     """Integer codes for answers (``-1`` for "no answer"), and the distinct answers."""
-    codes, distinct = [], {}
+    from qwqlab.grading import answers_equal
+
+    codes, distinct = [], []
     for a in answers:
-        if a is None or (isinstance(a, float) and math.isnan(a)):
+        if a is None or (isinstance(a, float) and math.isnan(a)) or not str(a).strip():
             codes.append(-1)  # no answer casts no vote
-        else:
-            codes.append(distinct.setdefault(str(a).strip(), len(distinct)))
-    return np.array(codes, dtype=int), list(distinct)
+            continue
+        a = str(a).strip()
+        # answers vote together when the grader says they are equal (\frac{1}{2}, 0.5, \dfrac{1}{2}),
+        # as Qwen's and lighteval's evaluations cluster them; the first answer names the cluster
+        code = next((i for i, d in enumerate(distinct) if d == a or answers_equal(a, d)), None)
+        if code is None:
+            code = len(distinct)
+            distinct.append(a)
+        codes.append(code)
+    return np.array(codes, dtype=int), distinct
 
 
 def _votes(codes: np.ndarray, accuracy: np.ndarray, subsets: np.ndarray) -> np.ndarray:
@@ -219,9 +228,9 @@ def evaluate(rollouts, task=None, ks: list[int] | None = None, confidence: float
             row[f"pass@{k}"] = pass_at_k(n, c, k) if ok else np.nan
             row[f"maj@{k}"] = maj_at_k(answers, graded["correct"], k, seed=seed) if ok else np.nan
             row[f"avg@{k}"] = avg_at_k(graded["correct"], k) if ok else np.nan
-        votes = pd.Series([a for a in answers if a is not None and not (isinstance(a, float) and math.isnan(a))],
-                          dtype=object)
-        row["majority_answer"] = votes.astype(str).str.strip().value_counts().index[0] if len(votes) else None
+        codes, distinct = _answer_codes(answers)  # the same clusters of equal answers maj@k votes with
+        voted = codes[codes >= 0]
+        row["majority_answer"] = distinct[int(np.bincount(voted).argmax())] if len(voted) else None
         if "completion_tokens" in g.columns:
             row["mean_completion_tokens"] = float(g["completion_tokens"].mean())
         if "is_truncated" in g.columns:

@@ -19,18 +19,13 @@ in characters, which over-count by a factor of 3-4 on English and differ across 
 """
 from __future__ import annotations
 
-import logging
 import math
 import re
-import signal
-import threading
-import time
 import warnings
-from collections import Counter
-from contextlib import contextmanager
 from typing import Callable, Sequence
 
 from qwqlab.chat import THINK_CLOSE, THINK_OPEN, extract_boxed, split_think
+from qwqlab.grading import CallBudget, answers_match, grade  # noqa: F401 - answers_match re-exported: the one grader
 
 RewardFunc = Callable[..., list]
 
@@ -130,228 +125,6 @@ def completion_lengths(completions, tokenizer=None, completion_ids=None) -> tupl
 
 
 # ---------------------------------------------------------------------------------------
-# Answer checking: a fast path for integers, Math-Verify for the rest, guarded
-# ---------------------------------------------------------------------------------------
-
-_INT = re.compile(r"[+-]?\d{1,60}")
-#: Longest boxed answer handed to Math-Verify; longer ones are compared as strings.
-MAX_MATH_VERIFY_CHARS = 120
-#: Wall-clock limit (seconds) on each Math-Verify parse or comparison, in the main thread.
-MATH_VERIFY_TIMEOUT_S = 0.1
-#: After this many timeouts in one reward call, the rest of the call compares strings only.
-MAX_TIMEOUTS_PER_CALL = 2
-#: Math-Verify time one reward call may spend: this many seconds plus 10 ms per completion
-#: (a real check takes 2-5 ms, so only adversarial batches reach it).
-MATH_VERIFY_BUDGET_S = 0.3
-_RISKY = re.compile(r"\d{16,}|\^\s*\{?\s*[+-]?\s*\d{4,}|\d[eE][+-]?\d{3,}|\\binom|\\prod|\\sum|\\int|\\lim|\\Gamma")
-_SMALL_FACTORIAL = re.compile(r"(?<![\d.])\d{1,3}\s*!")
-
-
-class _Timeout(BaseException):
-    """Math-Verify ran out of time. A BaseException, so sympy's broad ``except Exception``
-    clauses cannot swallow it."""
-
-
-#: Where a timer signal may raise: inside Math-Verify and the libraries it calls.
-_INTERRUPTIBLE = ("sympy", "math_verify", "latex2sympy", "mpmath", "antlr4", "lark")
-
-
-@contextmanager
-def _time_limit(seconds: float):
-    """Raise ``_Timeout`` after ``seconds`` of wall time (main thread only; else no limit).
-
-    Math-Verify's own timeouts use ``signal.alarm`` (whole seconds, and an error outside the
-    main thread), so qwqlab turns them off and uses a sub-second interval timer instead.
-    The timer repeats every 20 ms and raises only when it interrupts Math-Verify's own code
-    (not, say, a garbage-collector callback, where Python would print and drop the
-    exception), or after half a second of trying. A timer that was already running
-    (someone else's alarm) is re-armed afterwards.
-    """
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        yield
-        return
-    fired = [0]
-
-    def _raise(signum, frame):
-        fired[0] += 1
-        where = frame.f_code.co_filename if frame is not None else ""
-        if fired[0] > 25 or any(part in where for part in _INTERRUPTIBLE):
-            raise _Timeout()
-
-    old_handler = signal.signal(signal.SIGALRM, _raise)
-    start = time.monotonic()
-    old_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds, 0.02)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old_handler)
-        if old_delay > 0:
-            signal.setitimer(signal.ITIMER_REAL, max(1e-3, old_delay - (time.monotonic() - start)))
-
-
-def _is_risky(latex: str) -> bool:
-    """Answers that can make sympy hang: too long, deeply nested, towers of powers, huge numbers.
-
-    ``9^{9^{9^9}}`` or ``100000!`` are evaluated exactly by sympy (minutes, gigabytes), and
-    a C-level big-integer power cannot be interrupted by a signal, so they never reach it.
-    """
-    if len(latex) > MAX_MATH_VERIFY_CHARS or latex.count("^") > 1 or "**" in latex:
-        return True  # a second power can be an exponent of the first: 9^{9^9} has 370M digits
-    depth = best = 0
-    for ch in latex:
-        if ch in "{([":
-            depth += 1
-            best = max(best, depth)
-        elif ch in "})]":
-            depth -= 1
-    if "!" in latex.replace("\\!", "") and latex.count("!") > len(_SMALL_FACTORIAL.findall(latex)):
-        return True  # only factorials of 1-3 digit numbers: (10^{100})! never finishes
-    return best > 5 or bool(_RISKY.search(latex))
-
-
-def _normalise(s: str) -> str:
-    s = re.sub(r"\\(left|right|,|;|!|\s)", "", s)
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("$", "")
-    return re.sub(r"\s+", "", s).rstrip(".")
-
-
-_MV = None
-
-
-def _math_verify():
-    """Math-Verify, imported and warmed up once (its first parse imports half of sympy)."""
-    global _MV
-    if _MV is None:
-        import math_verify
-        from math_verify import grader, parser
-
-        # qwqlab disables Math-Verify's signal.alarm timeouts on purpose (see _time_limit);
-        # without this, Math-Verify warns about it on first use.
-        grader.TIMEOUT_WARNING_SHOWN = parser.TIMEOUT_WARNING_SHOWN = True
-        logging.getLogger("math_verify").setLevel(logging.ERROR)
-        configs = [math_verify.LatexExtractionConfig(boxed_match_priority=0), math_verify.ExprExtractionConfig()]
-        math_verify.verify(math_verify.parse("$\\frac{1}{2}$", configs, parsing_timeout=None),
-                           math_verify.parse("$0.5$", configs, parsing_timeout=None), timeout_seconds=None)
-        _MV = (math_verify, configs)
-    return _MV
-
-
-def _mv_parse(latex: str):
-    mv, configs = _math_verify()
-    with _time_limit(MATH_VERIFY_TIMEOUT_S):
-        return mv.parse(f"${latex}$", extraction_config=configs, parsing_timeout=None)
-
-
-_GOLD_CACHE: dict = {}
-
-
-def _parse_gold(gold: str):
-    """Parsed gold answer, or ``None`` if it does not parse (then it cannot be judged).
-
-    Raises ``_Timeout`` (not cached) when parsing ran out of time.
-    """
-    if gold not in _GOLD_CACHE:
-        parsed = None
-        if not _is_risky(gold):
-            try:
-                parsed = _mv_parse(gold)
-            except _Timeout:
-                raise
-            except Exception:
-                parsed = None
-        # Math-Verify falls back to the raw string when it finds no expression: not judgeable
-        if parsed is not None and not any(not isinstance(p, str) for p in parsed):
-            parsed = None
-        if len(_GOLD_CACHE) > 4096:
-            _GOLD_CACHE.clear()
-        _GOLD_CACHE[gold] = parsed
-    return _GOLD_CACHE[gold]
-
-
-class _Breaker:
-    """Math-Verify's allowance within one reward call: trips after ``MAX_TIMEOUTS_PER_CALL``
-    timeouts or once the call has spent its time budget on Math-Verify."""
-
-    def __init__(self, n: int = 1):
-        self.timeouts, self.spent, self.budget = 0, 0.0, MATH_VERIFY_BUDGET_S + 0.01 * n
-
-    @property
-    def open(self) -> bool:
-        return self.timeouts >= MAX_TIMEOUTS_PER_CALL or self.spent >= self.budget
-
-
-def answers_match(predicted: str | None, gold: str | None, _breaker: _Breaker | None = None) -> float | None:
-    """1.0 if a boxed answer equals the gold answer, 0.0 if not, ``None`` if gold cannot be judged.
-
-    Plain integers are compared as integers (no sympy: 1 us instead of ~2 ms). Otherwise
-    Math-Verify (Hugging Face) decides, guarded so that an adversarial answer cannot stall
-    training: answers over ``MAX_MATH_VERIFY_CHARS`` characters or shaped like a sympy trap
-    (``_is_risky``: towers of powers, huge numbers, deep nesting) are compared as normalised
-    strings only; each parse and comparison gets ``MATH_VERIFY_TIMEOUT_S`` seconds (in the
-    main thread; elsewhere only the shape checks apply) and counts as a mismatch when it runs
-    out; after ``MAX_TIMEOUTS_PER_CALL`` timeouts in one reward call the rest of that call is
-    compared as strings, as is the rest of a call that spent ``MATH_VERIFY_BUDGET_S`` plus
-    10 ms per completion in Math-Verify. A gold answer in which Math-Verify finds no expression
-    (``"\\frac{1}{"``) cannot be judged: ``None``, unless the prediction equals it as a
-    normalised string.
-
-    >>> answers_match("047", "47"), answers_match(r"\\frac{1}{2}", "0.5"), answers_match("1", None)
-    (1.0, 1.0, None)
-    """
-    if gold is None:
-        return None
-    gold = str(gold).strip()
-    if not gold:
-        return None
-    gold_is_int = bool(_INT.fullmatch(gold))
-    if predicted is None:  # no answer is wrong, if the gold answer can be judged at all
-        if gold_is_int or gold in _GOLD_CACHE:
-            return 0.0 if gold_is_int or _GOLD_CACHE[gold] is not None else None
-        predicted = ""
-    pred = predicted.strip()
-    if gold_is_int:
-        plain = pred.replace(",", "").replace("{", "").replace("}", "").replace(" ", "")
-        if _INT.fullmatch(plain):
-            return float(int(plain) == int(gold))
-    if pred and _normalise(pred) == _normalise(gold):
-        return 1.0
-    breaker = _breaker or _Breaker()
-    if breaker.open:
-        return None if gold in _GOLD_CACHE and _GOLD_CACHE[gold] is None and not gold_is_int else 0.0
-    start = time.perf_counter()
-    try:
-        return _verify(pred, gold, gold_is_int, breaker)
-    finally:
-        breaker.spent += time.perf_counter() - start
-
-
-def _verify(pred: str, gold: str, gold_is_int: bool, breaker: _Breaker) -> float | None:
-    try:
-        gold_parsed = _parse_gold(gold)
-    except _Timeout:
-        breaker.timeouts += 1
-        return 0.0 if gold_is_int else None
-    if gold_parsed is None:
-        # a gold integer never needs Math-Verify to be judged; anything else must parse
-        return 0.0 if gold_is_int else None
-    if not pred or _is_risky(pred):
-        return 0.0
-    mv, _ = _math_verify()
-    try:
-        pred_parsed = _mv_parse(pred)
-        if not pred_parsed:
-            return 0.0
-        with _time_limit(MATH_VERIFY_TIMEOUT_S):
-            return float(bool(mv.verify(gold_parsed, pred_parsed, timeout_seconds=None)))
-    except _Timeout:
-        breaker.timeouts += 1
-        return 0.0
-    except Exception:
-        return 0.0
-
-
-# ---------------------------------------------------------------------------------------
 # Correctness and format
 # ---------------------------------------------------------------------------------------
 
@@ -380,9 +153,9 @@ def make_accuracy_reward(task=None) -> RewardFunc:
         answers = _column(kwargs, "answer", n)
         problems = _column(kwargs, "problem", n)
         tasks = _column(kwargs, "task", n, task)
-        breaker = _Breaker(n)
+        breaker = CallBudget(n)
         out = []
-        for comp, gold, prob, tsk in zip(completions, answers, problems, tasks):
+        for prompt, comp, gold, prob, tsk in zip(_pad(prompts, n), completions, answers, problems, tasks):
             text = completion_text(comp)
             if tsk is not None and hasattr(tsk, "grade") and (prob is not None or gold is not None):
                 try:
@@ -394,7 +167,7 @@ def make_accuracy_reward(task=None) -> RewardFunc:
                 continue
             if gold is None and prob is not None:
                 gold = getattr(prob, "answer", None) if not isinstance(prob, dict) else prob.get("answer")
-            out.append(answers_match(extract_boxed(split_think(text).answer), gold, breaker))
+            out.append(grade(text, gold, prompt_opens_think=_prompt_opens_think(prompt), budget=breaker))
         return out
 
     return accuracy_reward

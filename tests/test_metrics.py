@@ -138,3 +138,11 @@ def test_evaluate_grades_with_a_task_and_explains_missing_correct():
     assert summary.set_index(["metric", "k"]).loc[("pass@k", 3), "value"] == 1.0
     with pytest.raises(ValueError, match="empty"):
         evaluate(table.iloc[:0], task)
+
+
+def test_maj_at_k_votes_by_equivalence_and_empty_answers_do_not_vote():
+    """issue 9: \\frac{1}{2}, 0.5 and \\dfrac{1}{2} (all right) lost to two votes of 1/3 when grouped by string."""
+    from qwqlab.metrics import maj_at_k
+    answers = ["\\frac{1}{2}", "0.5", "\\dfrac{1}{2}", "1/3", "1/3"]
+    assert maj_at_k(answers, [1, 1, 1, 0, 0], k=5) == 1.0
+    assert maj_at_k(["", None, "7", "7", "5"], [0, 0, 0, 0, 1], k=5) == 0.0  # "" casts no vote: 7 wins

@@ -141,7 +141,7 @@ def test_grading_works_in_threads(math500):
 
 
 def _slow(*args, **kwargs):
-    time.sleep(4)
+    time.sleep(10)
     return True
 
 
@@ -150,27 +150,27 @@ def test_a_hanging_comparison_times_out_as_unjudgeable(monkeypatch, where):
     import math_verify.grader
 
     monkeypatch.setattr(math_verify.grader, "sympy_expr_eq", _slow)
-    task = MathTask("t", path=FIXTURES / "aime24_sample.jsonl", timeout_seconds=1)
-    p = task.problems()[1]
+    task = MathTask("t", path=FIXTURES / "aime24_sample.jsonl")
+    p = Problem("h", "?", "\\frac{14}{3}")  # not an integer: Math-Verify must compare
     start = time.perf_counter()
     if where == "main thread":
-        verdict = task.judge("</think>\\boxed{58}", p)
+        verdict = task.judge("</think>\\boxed{\\frac{28}{6}}", p)
     else:
         with cf.ThreadPoolExecutor(1) as pool:
-            verdict = pool.submit(task.judge, "</think>\\boxed{58}", p).result()
-    assert time.perf_counter() - start < 3.5
+            verdict = pool.submit(task.judge, "</think>\\boxed{\\frac{28}{6}}", p).result()
+    assert time.perf_counter() - start < 5
     assert verdict[0] is None and "timed out" in verdict[1]
 
 
 def test_a_hanging_parse_times_out(monkeypatch):
     import math_verify.parser
 
-    task = MathTask("t", path=FIXTURES / "aime24_sample.jsonl", timeout_seconds=1)
-    p = task.problems()[1]
+    task = MathTask("t", path=FIXTURES / "aime24_sample.jsonl")
+    p = Problem("h", "?", "\\frac{14}{3}")
     monkeypatch.setattr(math_verify.parser, "extract_target_from_pred", _slow)
     start = time.perf_counter()
-    assert task.judge("</think>\\boxed{58}", p)[0] is None
-    assert time.perf_counter() - start < 3.5
+    assert task.judge("</think>\\boxed{\\frac{28}{6}}", p)[0] is None
+    assert time.perf_counter() - start < 5
 
 
 # ----------------------------------------------------------------------------- GPQA

@@ -8,22 +8,18 @@ machine is online, from the Hub through ``datasets``:
 >>> task = MathTask("aime24", path="aime_2024.jsonl")           # doctest: +SKIP
 >>> task = MathTask("math500")   # data/tasks/math500.jsonl, else downloads HuggingFaceH4/MATH-500  # doctest: +SKIP
 
-Answers are compared by Math-Verify (Hugging Face's grader, used by open-r1), never by a
-hand-written comparator, so ``\\frac{1}{2}``, ``0.5`` and ``1/2`` agree. Its timeouts use
-``signal.alarm``, which only works in the main thread; elsewhere (a thread pool, a reward
-server) qwqlab runs the check in a helper thread and stops waiting after the same timeout,
-so a pathological expression can never hang the caller. A gold answer Math-Verify cannot
-parse, and a check that times out, give ``None`` ("cannot be judged"), never a silent 0.
+Answers are graded by qwqlab's one grader (``qwqlab.grading``: Math-Verify behind one
+normaliser, one extraction policy and one timeout policy that never hangs, in any thread), so
+``\\frac{1}{2}``, ``0.5`` and ``1/2`` agree. A gold answer Math-Verify cannot parse, and a check
+that times out, give ``None`` ("cannot be judged"), never a silent 0.
 """
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qwqlab.chat import build_prompt, extract_boxed, split_think
+from qwqlab.chat import build_prompt
+from qwqlab.grading import answers_match, extract_answer
 from qwqlab.tasks.base import Problem
 
 #: Hub datasets behind each named benchmark: (repo id, config, split).
@@ -36,107 +32,6 @@ TITLES = {"aime24": "AIME 2024", "aime25": "AIME 2025", "math500": "MATH-500"}
 QUESTION_FIELDS = ("problem", "question", "Problem", "Question")
 ANSWER_FIELDS = ("answer", "Answer", "final_answer", "expected_answer")
 ID_FIELDS = ("id", "unique_id", "ID", "problem_id", "problem_idx", "idx")
-
-
-class _MathVerifyTimeout(Exception):
-    pass
-
-
-class _QuietTimeoutNotice(logging.Filter):
-    # With parsing_timeout=None Math-Verify warns that nothing guards against hangs; here
-    # the helper thread does, so that notice would only mislead.
-    def filter(self, record):
-        return "Timeout is disabled" not in record.getMessage()
-
-
-for _name in ("math_verify.parser", "math_verify.grader"):
-    logging.getLogger(_name).addFilter(_QuietTimeoutNotice())
-
-
-def _guarded(fn, timeout_seconds: int, *args, **kwargs):
-    """Run a Math-Verify call with a timeout that works in any thread.
-
-    In the main thread Math-Verify's own ``signal.alarm`` timeout interrupts the work. In any
-    other thread signals are unavailable, so the call runs with Math-Verify's timeout off in a
-    daemon helper thread, and we stop waiting after ``timeout_seconds`` (the helper is
-    abandoned; sympy cannot be interrupted from outside).
-    """
-    from math_verify.errors import TimeoutException
-
-    main = threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGALRM")
-    if main:
-        try:
-            return fn(*args, timeout=timeout_seconds, **kwargs)
-        except TimeoutException as e:
-            raise _MathVerifyTimeout(str(e)) from None
-    box: dict = {}
-
-    def work():
-        try:
-            box["value"] = fn(*args, timeout=None, **kwargs)
-        except BaseException as e:  # noqa: BLE001 - handed back to the caller's thread
-            box["error"] = e
-
-    helper = threading.Thread(target=work, daemon=True, name="qwqlab-math-verify")
-    helper.start()
-    helper.join(timeout_seconds)
-    if helper.is_alive():
-        raise _MathVerifyTimeout(f"Math-Verify took longer than {timeout_seconds} s")
-    if "error" in box:
-        if isinstance(box["error"], TimeoutException):
-            raise _MathVerifyTimeout(str(box["error"]))
-        raise box["error"]
-    return box["value"]
-
-
-def _parse(text: str, timeout=None):
-    from math_verify import parse
-
-    try:
-        return parse(text, parsing_timeout=timeout, raise_on_error=True)
-    except Exception:  # noqa: BLE001 - a parse error means "nothing parseable"; timeouts are BaseException
-        return []
-
-
-def _verify(gold, pred, timeout=None) -> bool:
-    from math_verify import verify
-
-    try:
-        return bool(verify(gold, pred, timeout_seconds=timeout, raise_on_error=True))
-    except Exception:  # noqa: BLE001 - as Math-Verify's own default: a failed comparison is "not equal"
-        return False
-
-
-def math_verify_equal(gold: str, answer: str, timeout_seconds: int = 5) -> bool | None:
-    """Whether ``answer`` (text, ``\\boxed{}`` preferred) equals the ``gold`` answer; ``None`` if undecidable.
-
-    >>> math_verify_equal("1/2", "so \\\\boxed{0.5}")
-    True
-    """
-    verdict, _ = _check(gold, answer, timeout_seconds, {})
-    return None if verdict is None else verdict == 1.0
-
-
-def _gold_text(gold: str) -> str:
-    gold = str(gold).strip()
-    return gold if ("$" in gold or "\\boxed" in gold) else f"${gold}$"
-
-
-def _check(gold: str, answer_text: str, timeout_seconds: int, cache: dict) -> tuple[float | None, str]:
-    try:
-        if gold not in cache:
-            cache[gold] = _guarded(_parse, timeout_seconds, _gold_text(gold))
-        gold_parsed = cache[gold]
-        # Math-Verify falls back to the raw string when it cannot parse; a gold answer that
-        # is only that fallback (e.g. "\\frac{") is not something to compare against.
-        if not any(not isinstance(g, str) for g in gold_parsed):
-            return None, f"Math-Verify cannot parse the gold answer {gold!r}"
-        pred = _guarded(_parse, timeout_seconds, answer_text)
-        if not pred:
-            return 0.0, "no parseable answer"
-        return float(_guarded(_verify, timeout_seconds, gold_parsed, pred)), ""
-    except _MathVerifyTimeout:
-        return None, f"Math-Verify timed out (> {timeout_seconds} s)"
 
 
 def _first(record: dict, names: tuple[str, ...]):
@@ -178,21 +73,19 @@ class MathTask:
         name: one of ``SOURCES`` (then ``path`` is optional) or any name for a file of yours.
         path: a local ``.jsonl``/``.json``/``.parquet`` file with ``problem``/``answer`` fields.
         download: allow fetching ``SOURCES[name]`` through ``datasets`` when no local file is found.
-        timeout_seconds: the most one Math-Verify parse or comparison may take.
+        prompt_opens_think: the model's prompt opens the thinking (QwQ, R1 distills, qwq-nano);
+            False for answer-only models, whose unboxed "the answer is X" is then read too.
     """
     name: str = "math500"
     path: str | Path | None = None
     download: bool = True
-    timeout_seconds: int = 5
+    prompt_opens_think: bool = True
     _problems: list[Problem] | None = field(default=None, init=False, repr=False, compare=False)
-    _gold_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.path is None and self.name not in SOURCES:
             raise ValueError(f"MathTask({self.name!r}) needs path=: a .jsonl/.parquet file with problem/answer "
                              f"fields. Known benchmarks (path optional): {sorted(SOURCES)}.")
-        if not isinstance(self.timeout_seconds, int) or self.timeout_seconds < 1:
-            raise ValueError("timeout_seconds must be a whole number of seconds >= 1 (signal.alarm needs one).")
 
     # -- data
     def _local_file(self) -> Path | None:
@@ -252,17 +145,22 @@ class MathTask:
         return build_prompt(tokenizer, problem.question)
 
     def extract_answer(self, completion: str) -> str | None:
-        """The last ``\\boxed{}`` after the thinking; ``None`` if there is none."""
-        return extract_boxed(split_think(completion).answer)
+        """The answer by qwqlab's one policy (``grading.extract_answer``): the last ``\\boxed{}``
+        after the thinking, else a final "the answer is X"; ``None`` if truncated or none."""
+        return extract_answer(completion, self.prompt_opens_think)
 
     def judge(self, completion: str, problem: Problem) -> tuple[float | None, str]:
         """``(score, note)``: 1.0/0.0, or ``None`` with the reason it cannot be judged."""
         if problem.answer is None or not str(problem.answer).strip():
             return None, "no gold answer"
-        answer = split_think(completion).answer
-        if not answer.strip():
-            return 0.0, "no answer after the thinking (truncated?)"
-        return _check(problem.answer, answer, self.timeout_seconds, self._gold_cache)
+        answer = self.extract_answer(completion)
+        score = answers_match(answer, str(problem.answer))
+        if score is None:
+            return None, (f"cannot be judged: Math-Verify cannot parse the gold answer {problem.answer!r}, "
+                          "or the check timed out (qwqlab.grading's timeout policy)")
+        if answer is None:
+            return score, "no answer after the thinking (truncated?)"
+        return score, ""
 
     def grade(self, completion: str, problem: Problem) -> float | None:
         """1.0 correct, 0.0 wrong, ``None`` when it cannot be judged (see ``judge`` for why)."""
