@@ -77,7 +77,7 @@ def grade_answer(predicted: str | None, gold: str | None) -> float | None:
     The only place this module grades: everything here (``correct``, first-correct search)
     goes through it, so a change of the package's grader is a change of this one line.
     """
-    from qwqlab.rewards import answers_match
+    from qwqlab.grading import answers_match
 
     return answers_match(predicted, gold)
 

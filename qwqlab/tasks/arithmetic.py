@@ -12,7 +12,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from qwqlab.chat import THINK_CLOSE, build_prompt, extract_boxed, format_answer, split_think
+from qwqlab.chat import THINK_CLOSE, build_prompt, format_answer
+from qwqlab.grading import grade
 from qwqlab.tasks.base import Problem
 
 #: How often each reasoning habit appears in qwq-nano's training traces.
@@ -122,7 +123,4 @@ class ArithmeticTask:
     def grade(self, completion: str, problem: Problem) -> float | None:
         if problem.answer is None:
             return None
-        got = extract_boxed(split_think(completion).answer)
-        if got is None:
-            return 0.0
-        return float(got.strip().lstrip("0") == problem.answer.lstrip("0") or got.strip() == problem.answer)
+        return grade(completion, problem.answer)  # qwqlab's one grader: integers take its exact fast path
