@@ -36,9 +36,14 @@ def get_device(override: str | None = None, verbose: bool = True) -> str:
     choice = override or os.environ.get("QWQLAB_DEVICE") or "auto"
     if choice != "auto":
         reason = "asked for" if override else "from QWQLAB_DEVICE"
+        where = f"device={choice!r}" if override else f"QWQLAB_DEVICE={choice!r}"
+        if not (choice in ("cpu", "mps") or choice == "cuda" or (choice.startswith("cuda:") and choice[5:].isdigit())):
+            raise ModelLoadError(f"{where} is not a device qwqlab knows: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
         if choice.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelLoadError(f"device {choice!r} was asked for but CUDA is not available here; "
+            raise ModelLoadError(f"{where} was asked for but CUDA is not available here; "
                                  "use device='auto' or 'cpu'.")
+        if choice == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise ModelLoadError(f"{where} was asked for but Apple MPS is not available here; use 'auto' or 'cpu'.")
         device = choice
     elif torch.cuda.is_available():
         device, reason = "cuda", f"found {torch.cuda.get_device_name(0)}"
@@ -68,7 +73,13 @@ def _check_local_dir(path: Path, trust_remote_code: bool, allow_pickle: bool) ->
                              "config.json and *.safetensors, a hub id such as 'Qwen/QwQ-32B', or 'qwq-nano'.")
     if not (path / "config.json").exists():
         raise ModelLoadError(f"{path} has no config.json: it is not a saved transformers model.")
-    cfg = json.loads((path / "config.json").read_text())
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+        if not isinstance(cfg, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"{path / 'config.json'} is not valid JSON ({e}): the file is damaged or "
+                             "half-written. Re-save the model or restore the file.") from e
     if cfg.get("auto_map") and not trust_remote_code:
         raise ModelLoadError(
             f"{path} needs remote code ({sorted(cfg['auto_map'])} in config.json): running it would "
@@ -148,9 +159,19 @@ def load_model(name_or_path: str = NANO, bits: int | None = None, device: str = 
         if bits == 16 and device == "cpu":
             dtype = torch.bfloat16
     path = resolve_model_path(name_or_path)
-    local = Path(path)
-    if local.exists() or path.startswith((".", "/", "~")):
-        _check_local_dir(local.expanduser(), trust_remote_code, allow_pickle)
+    local = Path(path).expanduser()
+    is_local = local.exists() or path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path
+    if is_local:
+        _check_local_dir(local, trust_remote_code, allow_pickle)
+    elif not _cached_snapshot(path) and not _hub_reachable():
+        # fail at once: transformers would retry an unreachable hub for about 50 s
+        raise ModelLoadError(
+            f"{path!r} is not a folder here ({Path.cwd() / path} does not exist), and this machine is offline "
+            "(or HF_HUB_OFFLINE is set) with no cached copy of a hub model of that id. Pass an existing folder "
+            "holding config.json and *.safetensors; download a hub model where there is internet "
+            f"(`hf download {path} --local-dir DIR`) and pass DIR; or use 'qwq-nano', which is bundled.")
+    elif not _hub_reachable():
+        kwargs.setdefault("local_files_only", True)  # cached and offline: do not wait on the network
     quant = quantization_config(bits, compute_dtype=dtype)
     if bits == 8:
         # LLM.int8 on CPU logs a cast warning on every layer call (thousands of lines).
@@ -169,7 +190,16 @@ def load_model(name_or_path: str = NANO, bits: int | None = None, device: str = 
     except ValueError as e:
         if "trust_remote_code" in str(e):
             raise ModelLoadError(f"{path} needs remote code. Read it, then pass trust_remote_code=True.") from e
-        raise
+        if not is_local:
+            raise
+        raise ModelLoadError(f"{path}: the model could not be built from its files ({e}). config.json or the "
+                             "weights may be damaged: re-save or re-download the model.") from e
+    except Exception as e:  # noqa: BLE001 - safetensors, torch and json raise their own types on damaged files
+        if not is_local:
+            raise
+        weights = sorted(p.name for p in local.glob("*.safetensors")) or ["the weight files"]
+        raise ModelLoadError(f"{path}: could not read {', '.join(weights)} ({type(e).__name__}: {e}). The file "
+                             "is probably truncated or corrupt: re-download or re-save the model.") from e
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

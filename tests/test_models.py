@@ -214,3 +214,44 @@ def test_estimate_memory_rejects_bad_input():
         estimate_memory("Qwen/QwQ-32B", bits=3)
     with pytest.raises(ModelLoadError, match="No offline config"):
         estimate_memory("someone/unknown-model")
+
+
+# ----------------------------------------------------------------------------- bad files and names (issue 10)
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_an_unknown_device_says_which_ones_exist(monkeypatch, how):
+    monkeypatch.delenv("QWQLAB_DEVICE", raising=False)
+    if how == "environment":
+        monkeypatch.setenv("QWQLAB_DEVICE", "gpu")
+        with pytest.raises(ModelLoadError, match="QWQLAB_DEVICE='gpu' is not a device.*'cuda'"):
+            load_model("qwq-nano", verbose=False)
+    else:
+        with pytest.raises(ModelLoadError, match="device='gpu' is not a device"):
+            load_model("qwq-nano", device="gpu", verbose=False)
+
+
+def test_a_broken_config_json_names_the_file(tmp_path):
+    path = _copy_nano(tmp_path)
+    (path / "config.json").write_text('{"model_type": "qwen2", ')
+    with pytest.raises(ModelLoadError, match=r"config\.json is not valid JSON"):
+        load_model(str(path), verbose=False)
+
+
+def test_corrupt_safetensors_name_the_file(tmp_path):
+    path = _copy_nano(tmp_path)
+    weights = next(path.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])  # cut off mid-file
+    with pytest.raises(ModelLoadError, match=rf"{weights.name}.*truncated or corrupt"):
+        load_model(str(path), verbose=False)
+
+
+@pytest.mark.parametrize("name", ["models/nope", "qwqlab-test/not-cached-anywhere"])
+def test_an_offline_machine_fails_fast_on_a_missing_folder_or_hub_id(monkeypatch, tmp_path, name):
+    """A relative path such as models/nope was taken for a hub id and retried for 47-50 s."""
+    import time
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(ModelLoadError, match="is not a folder here.*offline"):
+        load_model(name, verbose=False)
+    assert time.perf_counter() - start < 5
