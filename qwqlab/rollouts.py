@@ -326,11 +326,15 @@ COLUMNS = [
     "problem_id", "sample_index", "question", "gold_answer", "prompt", "completion", "thinking",
     "answer_text", "extracted_answer", "completion_tokens", "think_tokens", "answer_tokens",
     "finish_reason", "is_truncated", "correct", "grade_note",
-    "model", "task", "backend", "num_generations", "temperature", "top_p", "top_k", "max_new_tokens", "seed",
+    "model", "weights_fingerprint", "task", "backend", "num_generations", "temperature", "top_p", "top_k",
+    "max_new_tokens", "seed",
 ]
 #: Settings that must match for a resumed run to continue a file.
-RUN_SETTINGS = ("model", "task", "backend", "num_generations", "temperature", "top_p", "top_k",
-                "max_new_tokens", "seed")
+RUN_SETTINGS = ("model", "weights_fingerprint", "task", "backend", "num_generations", "temperature", "top_p",
+                "top_k", "max_new_tokens", "seed")
+#: What a row's problem must still be for the row to be reused: the same id with another
+#: question, gold answer or prompt is another problem, whose old rows would be wrong.
+PROBLEM_FIELDS = (("question", "question"), ("gold_answer", "gold answer"), ("prompt", "prompt"))
 #: ``sample(max_new_tokens=None)`` for a model without its own default: QwQ-32B's evaluation budget.
 DEFAULT_MAX_NEW_TOKENS = 32768
 _INT_COLUMNS = ("sample_index", "completion_tokens", "think_tokens", "answer_tokens", "num_generations",
@@ -647,6 +651,45 @@ class ResumeError(ValueError):
     """A rollout file cannot be continued; the message says why and what to do. The file is untouched."""
 
 
+class RolloutFileBusy(RuntimeError):
+    """Another process (or another ``sample`` call) is writing the same rollout file right now."""
+
+
+def weights_fingerprint(model, per_tensor: int = 4096) -> str | None:
+    """A short hash of which weights a model holds: its config and a strided sample of every tensor.
+
+    Cheap even for QwQ-32B (at most ``per_tensor`` elements read from each parameter), and
+    changed by any training step worth the name: full fine-tuning moves every linear layer,
+    LoRA moves its adapters, and each of them is sampled. ``None`` for a model whose
+    weights cannot be read here (a ``vllm.LLM``); its ``model`` name is all there is.
+
+    >>> weights_fingerprint(model)                                          # doctest: +SKIP
+    '3f9c0e6a1b2d4c58'
+    """
+    named = getattr(model, "named_parameters", None)
+    if not callable(named):
+        return None
+    import torch
+
+    digest = hashlib.blake2b(digest_size=8)
+    config = getattr(model, "config", None)
+    if hasattr(config, "to_dict"):  # the architecture too, minus where it was loaded from
+        cfg = {k: v for k, v in config.to_dict().items() if not k.startswith("_") and k != "transformers_version"}
+        digest.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    seen = 0
+    with torch.no_grad():
+        for name, param in named():
+            digest.update(f"{name}{tuple(param.shape)}{param.dtype}".encode())
+            flat = param.detach().reshape(-1)
+            if flat.is_meta:  # offloaded by device_map: only its name and shape are here
+                continue
+            if flat.numel() > per_tensor:
+                flat = flat[::flat.numel() // per_tensor][:per_tensor]
+            digest.update(flat.contiguous().cpu().view(torch.uint8).numpy().tobytes())
+            seen += 1
+    return digest.hexdigest() if seen else None
+
+
 class RolloutStore:
     """A rollout file that grows one batch at a time and survives being killed mid-write.
 
@@ -655,6 +698,11 @@ class RolloutStore:
     ``.parquet``: the whole table is rewritten to a temporary file and renamed over the old
     one after each batch (a rename is atomic), so the file on disk is always a complete table.
     Prefer jsonl for very long runs: its appends cost nothing.
+
+    One writer at a time: ``lock()`` takes an exclusive ``flock`` on the sidecar
+    ``.FILE.lock`` (released by the kernel if the process dies), so a second process resuming
+    the same file gets ``RolloutFileBusy`` instead of sampling the same rows twice. ``load``
+    only reads; ``repair`` (called once every check has passed) is what sets a torn line aside.
     """
 
     def __init__(self, path):
@@ -665,11 +713,76 @@ class RolloutStore:
         self.format = suffix[1:]
         self._rows: list[dict] = []
         self._tmp = self.path.with_name(f".{self.path.name}.qwqlab-tmp")
+        self._lock_path = self.path.with_name(f".{self.path.name}.lock")
+        self._lock_fd: int | None = None
+        self._torn: tuple[int, bytes] | None = None  # (offset, bytes) of a partial last jsonl line
 
-    def load(self) -> list[dict]:
-        """The rows already written (repairing a torn last jsonl line); raises ``ResumeError`` if unreadable."""
+    def lock(self) -> None:
+        """Become the file's only writer, or raise ``RolloutFileBusy`` at once naming the holder."""
+        try:
+            import fcntl
+        except ImportError:  # Windows has no flock; one writer per file is then up to the user
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RolloutFileBusy(
+                f"{self.path} is being written by another run right now (process {holder} holds "
+                f"{self._lock_path}). Two writers would sample the same rows twice. Wait for that run to "
+                "finish (then resume=True continues it), or pass another out=.") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if getattr(self, "_lock_fd", None) is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    def __del__(self):  # a store dropped by an exception still lets the next writer in
+        self.unlock()
+
+    def clear(self) -> None:
+        """Delete the file (``sample(..., overwrite=True)``): the next append starts it afresh."""
+        for p in (self.path, self._tmp):
+            p.unlink(missing_ok=True)
+        self._rows, self._torn = [], None
+
+    def repair(self) -> None:
+        """Set a torn last line aside (``FILE.torn-N``) and drop a half-written parquet rewrite.
+
+        Called only after every resume check has passed: a file that is refused stays byte
+        for byte as it was.
+        """
         if self._tmp.exists():
             self._tmp.unlink()  # a parquet rewrite that a kill interrupted; the real file is intact
+        if self._torn is None:
+            return
+        cut, torn = self._torn
+        n = 0
+        while self.path.with_name(f"{self.path.name}.torn-{n}").exists():
+            n += 1
+        aside = self.path.with_name(f"{self.path.name}.torn-{n}")
+        aside.write_bytes(torn)
+        with open(self.path, "r+b") as f:
+            f.truncate(cut)
+            f.flush()
+            os.fsync(f.fileno())
+        self._torn = None
+        warnings.warn(f"{self.path} ended in a partial line ({len(torn)} bytes), left by a run killed "
+                      f"while writing; it was moved to {aside} and those rows will be sampled again.",
+                      RuntimeWarning, stacklevel=3)
+
+    def load(self) -> list[dict]:
+        """The rows already written (without a torn last jsonl line); raises ``ResumeError`` if unreadable.
+
+        Reads only: the file is not changed (see ``repair``).
+        """
+        self._torn = None
         if not self.path.exists() or self.path.stat().st_size == 0:
             self._rows = []
             return []
@@ -686,19 +799,7 @@ class RolloutStore:
         data = self.path.read_bytes()
         cut = data.rfind(b"\n") + 1
         if cut < len(data):
-            torn = data[cut:]
-            n = 0
-            while self.path.with_name(f"{self.path.name}.torn-{n}").exists():
-                n += 1
-            aside = self.path.with_name(f"{self.path.name}.torn-{n}")
-            aside.write_bytes(torn)
-            with open(self.path, "r+b") as f:
-                f.truncate(cut)
-                f.flush()
-                os.fsync(f.fileno())
-            warnings.warn(f"{self.path} ended in a partial line ({len(torn)} bytes), left by a run killed "
-                          f"while writing; it was moved to {aside} and those rows will be sampled again.",
-                          RuntimeWarning, stacklevel=3)
+            self._torn = (cut, data[cut:])
             data = data[:cut]
         rows = []
         for n, line in enumerate(data.decode("utf-8", errors="replace").split("\n"), start=1):
@@ -759,8 +860,8 @@ def _same(a, b) -> bool:
     return norm(a) == norm(b)
 
 
-def _check_resumable(path, rows: list[dict], settings: dict, problem_ids: list[str]) -> None:
-    known = set(problem_ids)
+def _check_resumable(path, rows: list[dict], settings: dict, problems: list[Problem], prompts: list[str]) -> None:
+    known = {p.id: (p.question, p.answer, prompt) for p, prompt in zip(problems, prompts)}
     seen, foreign = set(), []
     for r in rows:
         key = (str(r["problem_id"]), int(r["sample_index"]))
@@ -772,15 +873,36 @@ def _check_resumable(path, rows: list[dict], settings: dict, problem_ids: list[s
             foreign.append(key[0])
     if foreign:
         raise ResumeError(f"{path} holds rows for problems not in this run (e.g. {foreign[0]!r}): it belongs "
-                          "to another run. It was left untouched; pass the same problems, or another out=.")
+                          "to another run. It was left untouched; pass the same problems, another out=, or "
+                          "overwrite=True to sample it afresh.")
+    for r in rows:
+        for (column, what), want in zip(PROBLEM_FIELDS, known[str(r["problem_id"])]):
+            if column in r and not _same(r[column], want):
+                raise ResumeError(
+                    f"{path} holds problem {str(r['problem_id'])!r} with another {what}: the file has "
+                    f"{_short(r[column])}, this run has {_short(want)}. The same id now means another problem, "
+                    "so its old rows cannot be reused. Pass another out=, or overwrite=True to sample the file "
+                    "afresh. (The file was left untouched.)")
     for name in RUN_SETTINGS:
         want = settings[name]
         for r in rows:
-            if name in r and not _same(r[name], want):
+            if name not in r or _same(r[name], want):
+                continue
+            if name == "weights_fingerprint":
                 raise ResumeError(
-                    f"{path} was written with {name}={r[name]!r}, but this run has {name}={want!r}. Resuming "
-                    "would mix two runs in one table. Use the same settings, or another out=. "
+                    f"{path} was written by other weights (weights_fingerprint {r[name]!r}; this model's is "
+                    f"{want!r}): the model was trained, re-quantized or swapped since, so its old rows are "
+                    "not this model's. Pass another out=, or overwrite=True to sample the file afresh. "
                     "(The file was left untouched.)")
+            raise ResumeError(
+                f"{path} was written with {name}={r[name]!r}, but this run has {name}={want!r}. Resuming "
+                "would mix two runs in one table. Use the same settings, another out=, or overwrite=True "
+                "to sample the file afresh. (The file was left untouched.)")
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 5] + "...'"
 
 
 # ----------------------------------------------------------------------------- sample
@@ -872,7 +994,7 @@ def _make_row(c: _Completion, problem: Problem, sample_index: int, prompt: str, 
 def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temperature: float = 0.6,
            top_p: float = 0.95, top_k: int | None = 40, max_new_tokens: int | None = None, seed: int | None = 0,
            batch_size: int = 64, out: str | Path | None = None, resume: bool = False, backend: str = "hf",
-           progress: bool = True, model_name: str | None = None):
+           progress: bool = True, model_name: str | None = None, overwrite: bool = False):
     """Sample ``num_generations`` completions per problem and return them as a tidy table.
 
     QwQ-32B is evaluated this way: 64 samples per AIME problem at temperature 0.6, top_p
@@ -900,6 +1022,12 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
         out: a ``.jsonl`` or ``.parquet`` file that grows by one batch at a time.
         resume: continue ``out`` where a previous (possibly killed) run left it: rows already
             there are kept and not sampled again. Without it an existing ``out`` is an error.
+            A row is reused only if its problem has the same question, gold answer and prompt
+            and it was made by the same weights (``weights_fingerprint``) and settings;
+            otherwise ``ResumeError`` says what differs and the file is left untouched.
+            While a call writes ``out`` it holds a lock on it: a second writer gets
+            ``RolloutFileBusy``.
+        overwrite: delete an existing ``out`` and sample it afresh.
         backend: ``"hf"`` (transformers models on any device, qwqlab's decoding loop),
             ``"hf-generate"`` (the same sampling through transformers' ``generate``) or
             ``"vllm"`` (CUDA; imported only when asked for).
@@ -934,6 +1062,8 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
         raise ValueError("No problems to sample: the problem list is empty. Pass e.g. task.problems(20).")
     if resume and out is None:
         raise ValueError("resume=True needs out=: the file to continue.")
+    if resume and overwrite:
+        raise ValueError("resume=True keeps the rows in out= and overwrite=True deletes them: pass one of them.")
 
     if backend in ("hf", "hf-generate"):
         engine = _HFBackend(model, tokenizer, temperature, top_p, top_k, max_new_tokens,
@@ -950,6 +1080,7 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
                for p in problems]
     max_new_tokens = engine.check_context(prompts, max_new_tokens)
     settings = {"model": model_name or model_name_of(engine.llm if backend == "vllm" else model),
+                "weights_fingerprint": weights_fingerprint(model) if backend != "vllm" else None,
                 "task": getattr(task, "name", None) if task is not None else None, "backend": backend,
                 "num_generations": num_generations, "temperature": float(temperature), "top_p": float(top_p),
                 "top_k": int(top_k) if top_k else 0, "max_new_tokens": max_new_tokens, "seed": seed}
@@ -965,12 +1096,20 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
     store, done_rows = None, []
     if out is not None:
         store = RolloutStore(out)
-        if store.path.exists() and store.path.stat().st_size > 0 and not resume:
-            raise FileExistsError(f"{store.path} already exists. Pass resume=True to continue it, or another "
-                                  "out= to start afresh (qwqlab never overwrites rollouts).")
-        if resume:
-            done_rows = store.load()
-            _check_resumable(store.path, done_rows, settings, [p.id for p in problems])
+        store.lock()
+        try:
+            if store.path.exists() and store.path.stat().st_size > 0 and not (resume or overwrite):
+                raise FileExistsError(f"{store.path} already exists. Pass resume=True to continue it, "
+                                      "overwrite=True to replace it, or another out= to start afresh.")
+            if overwrite:
+                store.clear()
+            if resume:
+                done_rows = store.load()
+                _check_resumable(store.path, done_rows, settings, problems, prompts)
+                store.repair()  # only now, once nothing refuses the file
+        except BaseException:
+            store.unlock()
+            raise
     done = {(str(r["problem_id"]), int(r["sample_index"])) for r in done_rows}
     units = [(i, s) for i, p in enumerate(problems) for s in range(num_generations) if (p.id, s) not in done]
 
@@ -1009,6 +1148,8 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
             bar.set_postfix(tokens=tokens)
     finally:
         bar.close()
+        if store is not None:
+            store.unlock()
 
     order = {p.id: i for i, p in enumerate(problems)}
     rows = sorted(done_rows + new_rows, key=lambda r: (order[str(r["problem_id"])], int(r["sample_index"])))

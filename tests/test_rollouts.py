@@ -5,6 +5,7 @@ logits, built in under a second); a few check properties on the bundled qwq-nano
 """
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import textwrap
 import time
 import types
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -19,8 +21,8 @@ import pytest
 import torch
 
 from qwqlab.chat import build_prompt, split_think
-from qwqlab.rollouts import (COLUMNS, ResumeError, filter_logits, generate, keyed_uniform, row_key, sample,
-                             sample_next_tokens)
+from qwqlab.rollouts import (COLUMNS, ResumeError, RolloutFileBusy, RolloutStore, filter_logits, generate,
+                             keyed_uniform, row_key, sample, sample_next_tokens, weights_fingerprint)
 from qwqlab.tasks import ArithmeticTask, Problem
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -280,6 +282,107 @@ def test_corrupt_or_foreign_resume_files_are_refused_untouched(model, tok, probl
     assert bad_parquet.read_bytes() == b"PAR1 this is not parquet"
     with pytest.raises(ValueError, match=".jsonl or .parquet"):
         sample(model, tok, problems, task, out=tmp_path / "r.csv", **SMALL)
+
+
+def _problems_with(problems, index, **change):
+    return [Problem(id=p.id, question=change.get("question", p.question), answer=change.get("answer", p.answer))
+            if i == index else p for i, p in enumerate(problems)]
+
+
+def test_resume_reuses_a_row_only_for_the_same_question_and_gold(model, tok, problems, task, tmp_path):
+    """Rows were keyed on (problem_id, sample_index) alone: new questions under old ids got old rows."""
+    out = tmp_path / "r.jsonl"
+    sample(model, tok, problems[:2], task, out=out, **SMALL)
+    before = out.read_bytes()
+    for what, change in [("question", {"question": "What is 1 + 1?"}), ("gold answer", {"answer": "-7"})]:
+        changed = _problems_with(problems, 1, **change)
+        with pytest.raises(ResumeError, match=rf"problem '{problems[1].id}' with another {what}.*overwrite=True"):
+            sample(model, tok, changed, task, out=out, resume=True, **SMALL)
+        assert out.read_bytes() == before
+    # overwrite=True samples the file afresh for the new problems
+    changed = _problems_with(problems, 1, question="What is 1 + 1?", answer="2")
+    df = sample(model, tok, changed, task, out=out, overwrite=True, **SMALL)
+    pd.testing.assert_frame_equal(df, sample(model, tok, changed, task, **SMALL))
+    assert pd.read_json(out, lines=True)["question"].tolist() == [p.question for p in changed for _ in range(3)]
+    with pytest.raises(ValueError, match="pass one of them"):
+        sample(model, tok, changed, task, out=out, resume=True, overwrite=True, **SMALL)
+
+
+def test_resume_refuses_rows_made_by_other_weights(model, tok, problems, task, tmp_path):
+    out = tmp_path / "r.jsonl"
+    sample(model, tok, problems[:2], task, out=out, **SMALL)
+    before = out.read_bytes()
+    same = copy.deepcopy(model)
+    assert weights_fingerprint(same) == weights_fingerprint(model) == pd.read_json(out, lines=True)[
+        "weights_fingerprint"].iloc[0]
+    trained = copy.deepcopy(model)
+    with torch.no_grad():  # one tensor in the middle of the model moves, as a training step would move it
+        name, param = list(trained.named_parameters())[len(list(trained.parameters())) // 2]
+        param.add_(1e-3 * torch.randn_like(param))
+    assert weights_fingerprint(trained) != weights_fingerprint(model), name
+    with pytest.raises(ResumeError, match="written by other weights.*overwrite=True"):
+        sample(trained, tok, problems, task, out=out, resume=True, **SMALL)
+    assert out.read_bytes() == before
+    full = sample(same, tok, problems, task, out=out, resume=True, **SMALL)  # the same weights resume
+    assert len(full) == len(problems) * 3
+
+
+def test_a_refused_file_with_a_torn_line_stays_byte_identical(model, tok, problems, task, tmp_path):
+    """The torn line used to be moved aside before the settings check, so "left untouched" was false."""
+    out = tmp_path / "r.jsonl"
+    sample(model, tok, problems, task, out=out, **SMALL)
+    data = out.read_bytes()
+    out.write_bytes(data[:len(data) - 25])   # killed mid-line
+    torn = out.read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no "partial line ... moved" warning either
+        with pytest.raises(ResumeError, match="temperature=0.6.*temperature=1.0.*left untouched"):
+            sample(model, tok, problems, task, out=out, resume=True, **{**SMALL, "temperature": 1.0})
+        with pytest.raises(ResumeError, match="another question.*left untouched"):
+            sample(model, tok, _problems_with(problems, 0, question="What is 9 + 9?"), task, out=out,
+                   resume=True, **SMALL)
+    assert out.read_bytes() == torn
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".r.jsonl.lock", "r.jsonl"]  # no r.jsonl.torn-0
+
+
+LOCK_HOLDER = textwrap.dedent("""
+    import sys, time
+    from qwqlab.rollouts import RolloutStore
+    store = RolloutStore(sys.argv[1])
+    store.lock()
+    print("locked", flush=True)
+    time.sleep(120)
+""")
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_file(model, tok, problems, task, tmp_path):
+    """Two processes resuming one file wrote 12 duplicate rows and left it unresumable."""
+    out = tmp_path / "r.jsonl"
+    sample(model, tok, problems[:2], task, out=out, **SMALL)
+    before = out.read_bytes()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(out)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked", holder.stderr.read()
+        with pytest.raises(RolloutFileBusy, match=rf"being written by another run.*process {holder.pid}"):
+            sample(model, tok, problems, task, out=out, resume=True, **SMALL)
+        assert out.read_bytes() == before
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel drops a dead holder's lock: the file resumes
+    assert len(sample(model, tok, problems, task, out=out, resume=True, **SMALL)) == len(problems) * 3
+    # a second handle in the same process is refused too, and each call lets go when it ends
+    other = RolloutStore(out)
+    other.lock()
+    with pytest.raises(RolloutFileBusy):
+        sample(model, tok, problems, task, out=out, resume=True, **SMALL)
+    other.unlock()
+    with pytest.raises(ResumeError):  # a refused call releases the lock as well
+        sample(model, tok, problems, task, out=out, resume=True, **{**SMALL, "temperature": 1.0})
+    other.lock()
+    other.unlock()
 
 
 CHILD = textwrap.dedent("""
