@@ -26,6 +26,7 @@ import math
 import os
 import shutil
 import time
+import uuid
 import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -254,7 +255,9 @@ class GRPOConfig:
     checkpoint_every: int = _help("Save a checkpoint every this many steps (0 = only at the end "
                                   "and on interruption).", 25)
     keep_checkpoints: int = _help("How many recent checkpoints to keep.", 2)
-    resume: bool = _help("Resume from the latest checkpoint in checkpoint_dir if there is one.", True)
+    resume: bool = _help("Resume from the latest checkpoint in checkpoint_dir if there is one (it must be "
+                         "the same experiment: see RESUMABLE_FIELDS). False starts a new run, which needs "
+                         "a checkpoint_dir without another run's checkpoints.", True)
     num_threads: int | None = _help("torch CPU threads (2 on the lab's machines); None = leave as is.", 2)
     progress: bool = _help("Show a tqdm progress bar.", True)
 
@@ -574,12 +577,76 @@ def evaluate_policy(model, tokenizer, task, num_problems: int = 200, temperature
 
 # ----------------------------------------------------------------------------- checkpoints
 
-def latest_checkpoint(checkpoint_dir) -> Path | None:
-    """The newest complete checkpoint (``step-NNNNNN`` holding ``state.pt``) in ``checkpoint_dir``."""
+#: GRPOConfig fields a resumed run may change: how long, how often to save, where to log,
+#: how fast or how memory-hungry, but not what is learned. Any other difference stops a resume.
+RESUMABLE_FIELDS = ("steps", "max_seconds", "log_file", "checkpoint_dir", "checkpoint_every", "keep_checkpoints",
+                    "resume", "num_threads", "progress", "micro_batch_size", "length_buckets")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder cannot be used for this run; the message says why and what to do."""
+
+
+def run_settings(config: GRPOConfig, task, reward_funcs) -> dict:
+    """What makes a GRPO run the experiment it is: every config field outside ``RESUMABLE_FIELDS``,
+    the task and the reward functions' names (as JSON values, the way a checkpoint stores them)."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
+    settings["task"] = getattr(task, "name", type(task).__name__)
+    settings["rewards"] = [_reward_name(f, i) for i, f in enumerate(reward_funcs)]
+    return json.loads(json.dumps(settings, default=str))
+
+
+def _run_of(checkpoint: Path) -> dict | None:
+    """A checkpoint's ``run.json`` (``run_id`` and ``settings``); ``None`` for one saved before runs had ids."""
+    try:
+        return json.loads((checkpoint / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _checkpoints(root: Path, run_id: str | None = None) -> list[Path]:
+    """Complete checkpoints in ``root``, oldest first; with ``run_id``, that run's only."""
+    done = [p for p in root.glob("step-*") if p.suffix != ".tmp" and (p / "state.pt").exists()]
+    if run_id is not None:
+        done = [p for p in done if (_run_of(p) or {}).get("run_id", run_id) == run_id]
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def latest_checkpoint(checkpoint_dir, run_id: str | None = None) -> Path | None:
+    """The newest complete checkpoint (``step-NNNNNN`` holding ``state.pt``) in ``checkpoint_dir``
+    (with ``run_id``: the newest of that run)."""
     if checkpoint_dir is None or not Path(checkpoint_dir).is_dir():
         return None
-    done = [p for p in Path(checkpoint_dir).glob("step-*") if (p / "state.pt").exists() and p.suffix != ".tmp"]
-    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+    done = _checkpoints(Path(checkpoint_dir), run_id)
+    return done[-1] if done else None
+
+
+def _differences(saved: dict, now: dict) -> list[str]:
+    keys = [k for k in now if k in saved] + [k for k in saved if k not in now]
+    return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
+
+
+def check_resumable(checkpoint: Path, settings: dict) -> str | None:
+    """The run id to continue from ``checkpoint``; ``CheckpointError`` naming each difference
+    (``"learning_rate: 0.01 -> 0.5"``) if this run is another experiment."""
+    run = _run_of(checkpoint)
+    if run is not None:
+        saved = run.get("settings", {})
+    else:  # saved before runs had ids: its config.json still says how it was trained
+        try:
+            saved = {k: v for k, v in json.loads((checkpoint / "config.json").read_text()).items()
+                     if k not in RESUMABLE_FIELDS}
+        except (OSError, ValueError):
+            saved = {}
+        saved = {**{k: settings[k] for k in ("task", "rewards")}, **saved}
+    diff = _differences(saved, settings)
+    if diff:
+        raise CheckpointError(
+            f"train_grpo: {checkpoint} belongs to a run with other settings ({'; '.join(diff)}). Resuming would "
+            "continue that run as another experiment in the middle of its log. Use that run's settings to "
+            "continue it, or another checkpoint_dir to start a new run. (Only "
+            f"{', '.join(RESUMABLE_FIELDS)} may change on a resume.)")
+    return (run or {}).get("run_id")
 
 
 def _trainable_state(model) -> dict:
@@ -587,9 +654,13 @@ def _trainable_state(model) -> dict:
 
 
 def save_checkpoint(checkpoint_dir, step: int, model, optimizer, history: list[dict], config: GRPOConfig,
-                    keep: int = 2) -> Path:
+                    keep: int = 2, run: dict | None = None) -> Path:
     """Write the trainable weights, optimizer state and log so far; written to a temporary
-    folder and renamed, so an interruption never leaves a half-written checkpoint."""
+    folder and renamed, so an interruption never leaves a half-written checkpoint.
+
+    ``run`` (``{"run_id": ..., "settings": run_settings(...)}``) is stored as ``run.json``;
+    rotation (keep the newest ``keep``) then deletes only that run's checkpoints.
+    """
     import torch
 
     root = Path(checkpoint_dir)
@@ -602,9 +673,11 @@ def save_checkpoint(checkpoint_dir, step: int, model, optimizer, history: list[d
                tmp / "state.pt")
     (tmp / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
     (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
+    if run is not None:
+        (tmp / "run.json").write_text(json.dumps(run, indent=2))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    old = sorted((p for p in root.glob("step-*") if p.suffix != ".tmp"), key=lambda p: int(p.name.split("-")[1]))
+    old = _checkpoints(root, (run or {}).get("run_id"))
     for p in old[:-keep]:
         shutil.rmtree(p, ignore_errors=True)
     return final
@@ -718,8 +791,16 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
     start_step, history = 0, []
-    ckpt = latest_checkpoint(cfg.checkpoint_dir) if cfg.resume else None
+    run = {"run_id": uuid.uuid4().hex[:12], "settings": run_settings(cfg, task, reward_funcs)}
+    ckpt = latest_checkpoint(cfg.checkpoint_dir)
+    if ckpt is not None and not cfg.resume:
+        raise CheckpointError(
+            f"train_grpo: resume=False starts a new run, but {cfg.checkpoint_dir} holds another run's checkpoints "
+            f"(latest {ckpt.name}); sharing the folder, one run's rotation would delete the other's checkpoints "
+            "and 'latest' would mix them. Pass another checkpoint_dir, delete that folder, or resume=True to "
+            "continue that run.")
     if ckpt is not None:
+        run["run_id"] = check_resumable(ckpt, run["settings"]) or run["run_id"]
         start_step, history = load_checkpoint(ckpt, model, optimizer)
         print(f"train_grpo: resumed from {ckpt} (step {start_step})")
     if cfg.log_file:
@@ -899,7 +980,7 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
             bar.set_postfix(reward=f"{row['reward_mean']:.2f}", acc=f"{row['accuracy']:.2f}",
                             tokens=f"{row['completion_tokens_mean']:.0f}")
             if cfg.checkpoint_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                save_checkpoint(cfg.checkpoint_dir, step, model, optimizer, history, cfg, cfg.keep_checkpoints)
+                save_checkpoint(cfg.checkpoint_dir, step, model, optimizer, history, cfg, cfg.keep_checkpoints, run)
             stop = callback(row) if callback is not None else False
             if stop is True:
                 break
@@ -909,16 +990,17 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
         # Interrupted between steps (or inside one, before its update): weights, optimizer and
         # log agree, so save them. Inside an update they may not: keep the last checkpoint.
         if cfg.checkpoint_dir and history and not updating:
-            path = save_checkpoint(cfg.checkpoint_dir, step, model, optimizer, history, cfg, cfg.keep_checkpoints)
+            path = save_checkpoint(cfg.checkpoint_dir, step, model, optimizer, history, cfg, cfg.keep_checkpoints,
+                                   run)
             print(f"train_grpo: interrupted; saved {path}; run again with the same checkpoint_dir to resume")
         elif cfg.checkpoint_dir:
             print(f"train_grpo: interrupted; resume from the latest checkpoint in {cfg.checkpoint_dir}")
         raise
     finally:
         bar.close()
-    if cfg.checkpoint_dir and history and (latest_checkpoint(cfg.checkpoint_dir) is None or
-                                          int(latest_checkpoint(cfg.checkpoint_dir).name.split("-")[1]) != step):
-        save_checkpoint(cfg.checkpoint_dir, step, model, optimizer, history, cfg, cfg.keep_checkpoints)
+    last = latest_checkpoint(cfg.checkpoint_dir, run["run_id"])
+    if cfg.checkpoint_dir and history and (last is None or int(last.name.split("-")[1]) != step):
+        save_checkpoint(cfg.checkpoint_dir, step, model, optimizer, history, cfg, cfg.keep_checkpoints, run)
     df = pd.DataFrame(history)
     df.attrs["log_file"] = cfg.log_file
     return df

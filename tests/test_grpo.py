@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from qwqlab.grpo import (GRPOConfig, aggregate_loss, clipped_surrogate, completion_logprobs,
-                         compute_advantages, evaluate_policy, kl_estimate, latest_checkpoint,
+from qwqlab.grpo import (CheckpointError, GRPOConfig, aggregate_loss, clipped_surrogate, completion_logprobs,
+                         compute_advantages, evaluate_policy, kl_estimate, latest_checkpoint, save_checkpoint,
                          score_rewards, task_reward, train_grpo)
 from qwqlab.tasks import ArithmeticTask
 
@@ -319,6 +319,81 @@ def test_one_step_is_the_hand_written_full_batch_gradient(fake, tmp_path):
     for (name, p), g in zip(by_hand.named_parameters(), grads):
         torch.testing.assert_close(g, p.grad, atol=1e-6, rtol=1e-4, msg=name)
     assert any(float(g.abs().max()) > 1e-4 for g in grads)
+
+
+def _checkpoint_listing(folder):
+    return {p.name: (p / "state.pt").stat().st_mtime_ns for p in sorted(folder.glob("step-*"))}
+
+
+def test_checkpoint_dir_of_another_run_is_refused_by_a_fresh_run(fake, tmp_path):
+    """resume=False into a folder holding a longer earlier run: rotation deleted the new run's
+    checkpoints and "latest" became the old run's."""
+    import copy
+    model, tok = fake
+    task = ArithmeticTask(split="train")
+    ckdir = tmp_path / "ck"
+    train_grpo(copy.deepcopy(model), tok, task, config=GRPOConfig(
+        steps=4, checkpoint_dir=str(ckdir), checkpoint_every=1, keep_checkpoints=2, **TINY))
+    before = _checkpoint_listing(ckdir)
+    assert list(before) == ["step-000003", "step-000004"]
+    with pytest.raises(CheckpointError, match=r"resume=False starts a new run.*step-000004.*another checkpoint_dir"):
+        train_grpo(copy.deepcopy(model), tok, task, config=GRPOConfig(
+            steps=2, checkpoint_dir=str(ckdir), checkpoint_every=1, resume=False, **TINY))
+    assert _checkpoint_listing(ckdir) == before  # nothing of the old run was touched
+    run_id = json.loads((ckdir / "step-000004" / "run.json").read_text())["run_id"]
+    assert json.loads((ckdir / "step-000003" / "run.json").read_text())["run_id"] == run_id
+
+
+def test_rotation_and_latest_see_only_their_own_run(fake, tmp_path):
+    model, tok = fake
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    old = {"run_id": "old", "settings": {}}
+    new = {"run_id": "new", "settings": {}}
+    for step in (8, 9, 10):
+        save_checkpoint(tmp_path, step, model, optimizer, [], GRPOConfig(), keep=2, run=old)
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path, step, model, optimizer, [], GRPOConfig(), keep=2, run=new)
+    assert list(_checkpoint_listing(tmp_path)) == ["step-000002", "step-000003", "step-000009", "step-000010"]
+    assert latest_checkpoint(tmp_path, "new").name == "step-000003"
+    assert latest_checkpoint(tmp_path, "old").name == "step-000010"
+
+
+def test_resume_with_another_experiment_names_the_differences(fake, tmp_path):
+    """Resuming with another estimator, learning rate or reward continued silently (lr 0.01 -> 0.5 mid-log)."""
+    import copy
+    model, tok = fake
+    task = ArithmeticTask(split="train")
+    ckdir = tmp_path / "ck"
+    cfg = dict(TINY, checkpoint_dir=str(ckdir), learning_rate=0.01)
+    train_grpo(copy.deepcopy(model), tok, task, _skip_reward, config=GRPOConfig(steps=2, **cfg))
+    before = _checkpoint_listing(ckdir)
+
+    def other_reward(prompts, completions, **kwargs):
+        return [0.0 for _ in completions]
+
+    for change, reward, message in [
+            ({"learning_rate": 0.5}, _skip_reward, r"learning_rate: 0\.01 -> 0\.5"),
+            ({"estimator": "rloo", "beta": 0.1}, _skip_reward, r"estimator: 'grpo' -> 'rloo'; beta: 0\.0 -> 0\.1"),
+            ({}, other_reward, r"rewards: \['_skip_reward'\] -> \['other_reward'\]")]:
+        with pytest.raises(CheckpointError, match=rf"step-000002 belongs to a run with other settings \({message}\)"):
+            train_grpo(copy.deepcopy(model), tok, task, reward, config=GRPOConfig(steps=3, **{**cfg, **change}))
+        assert _checkpoint_listing(ckdir) == before
+    # a checkpoint saved before runs had ids (no run.json) is judged by its config.json
+    import shutil
+    legacy = tmp_path / "legacy"
+    shutil.copytree(ckdir, legacy)
+    for f in legacy.glob("step-*/run.json"):
+        f.unlink()
+    with pytest.raises(CheckpointError, match=r"learning_rate: 0\.01 -> 0\.5"):
+        train_grpo(copy.deepcopy(model), tok, task, _skip_reward, config=GRPOConfig(
+            steps=3, **{**cfg, "checkpoint_dir": str(legacy), "learning_rate": 0.5}))
+    # knobs that do not change the experiment do not block: more steps, a log, no progress bar, saving often
+    df = train_grpo(copy.deepcopy(model), tok, task, _skip_reward, config=GRPOConfig(
+        steps=3, **{**cfg, "progress": False, "log_file": str(tmp_path / "log.jsonl"), "checkpoint_every": 1,
+                    "num_threads": None, "micro_batch_size": 2}))
+    assert list(df["step"]) == [1, 2, 3]
+    runs = {json.loads((p / "run.json").read_text())["run_id"] for p in ckdir.glob("step-*")}
+    assert len(runs) == 1  # the resumed run kept its id
 
 
 def test_checkpoint_resume_reproduces_an_uninterrupted_run(fake, tmp_path):
