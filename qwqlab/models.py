@@ -69,8 +69,9 @@ def resolve_model_path(name_or_path: str) -> str:
 
 def _check_local_dir(path: Path, trust_remote_code: bool, allow_pickle: bool) -> None:
     if not path.is_dir():
-        raise ModelLoadError(f"Model path {path} is not a directory. Pass a folder holding "
-                             "config.json and *.safetensors, a hub id such as 'Qwen/QwQ-32B', or 'qwq-nano'.")
+        what = "is a file, not a directory" if path.exists() else "no such folder (not a directory here)"
+        raise ModelLoadError(f"Model path {path}: {what}. Pass a folder holding config.json and "
+                             "*.safetensors, a hub id such as 'Qwen/QwQ-32B', or 'qwq-nano'.")
     if not (path / "config.json").exists():
         raise ModelLoadError(f"{path} has no config.json: it is not a saved transformers model.")
     try:
@@ -85,6 +86,14 @@ def _check_local_dir(path: Path, trust_remote_code: bool, allow_pickle: bool) ->
             f"{path} needs remote code ({sorted(cfg['auto_map'])} in config.json): running it would "
             "execute Python shipped with the weights. Read that code first, then opt in with "
             "load_model(..., trust_remote_code=True).")
+    if not cfg.get("auto_map"):  # built here, so a bad field is blamed on config.json, not on the weights
+        from transformers import AutoConfig
+        try:
+            AutoConfig.from_pretrained(path)
+        except Exception as e:  # noqa: BLE001 - transformers raises ValueError, KeyError, validation errors
+            raise ModelLoadError(f"{path / 'config.json'} is not a config transformers can build "
+                                 f"({type(e).__name__}: {e}). Fix or restore config.json, or re-save the "
+                                 "model.") from e
     has_safetensors = any(path.glob("*.safetensors")) or (path / "model.safetensors.index.json").exists()
     has_pickle = any(path.glob("*.bin")) or any(path.glob("*.pt")) or any(path.glob("*.pth"))
     if not has_safetensors:
@@ -161,16 +170,18 @@ def load_model(name_or_path: str = NANO, bits: int | None = None, device: str = 
     path = resolve_model_path(name_or_path)
     local = Path(path).expanduser()
     is_local = local.exists() or path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path
+    # A name that is no folder here is taken for a hub id; asked of an unreachable hub,
+    # transformers retries for about 50 s, so look before: HF_HUB_OFFLINE, then one quick connect.
+    online = None if is_local else _hub_reachable()
     if is_local:
         _check_local_dir(local, trust_remote_code, allow_pickle)
-    elif not _cached_snapshot(path) and not _hub_reachable():
-        # fail at once: transformers would retry an unreachable hub for about 50 s
+    elif not online and not _cached_snapshot(path):
         raise ModelLoadError(
-            f"{path!r} is not a folder here ({Path.cwd() / path} does not exist), and this machine is offline "
+            f"{path!r}: no such folder here ({Path.cwd() / path} does not exist), and this machine is offline "
             "(or HF_HUB_OFFLINE is set) with no cached copy of a hub model of that id. Pass an existing folder "
             "holding config.json and *.safetensors; download a hub model where there is internet "
             f"(`hf download {path} --local-dir DIR`) and pass DIR; or use 'qwq-nano', which is bundled.")
-    elif not _hub_reachable():
+    elif not online:
         kwargs.setdefault("local_files_only", True)  # cached and offline: do not wait on the network
     quant = quantization_config(bits, compute_dtype=dtype)
     if bits == 8:
@@ -183,8 +194,9 @@ def load_model(name_or_path: str = NANO, bits: int | None = None, device: str = 
             trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True, **kwargs)
         tokenizer = _load_tokenizer(path, trust_remote_code)
     except OSError as e:
+        folder = "" if is_local else f" (no such folder here either: {Path.cwd() / path})"
         raise ModelLoadError(
-            f"Could not load {path!r}: {e}\nIf it is a hub id, this machine may be offline: download it "
+            f"Could not load {path!r}{folder}: {e}\nIf it is a hub id, this machine may be offline: download it "
             f"where there is internet (`hf download {path} --local-dir DIR`) and pass DIR; "
             "or use 'qwq-nano', which is bundled.") from e
     except ValueError as e:
@@ -562,14 +574,18 @@ def pick_model(hardware: Hardware | None = None, context_tokens: int = 8192, bat
                        None, hw)
 
 
-def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub answers (``False`` at once when ``HF_HUB_OFFLINE`` is set)."""
+def _hub_reachable(host: str | None = None, timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers: ``False`` at once when ``HF_HUB_OFFLINE`` is set, else
+    after one TCP connect of at most ``timeout`` s to ``HF_ENDPOINT`` (default huggingface.co)."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         return False
     import socket
+    from urllib.parse import urlsplit
 
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
+        socket.create_connection((host or endpoint.hostname, port), timeout=timeout).close()
         return True
     except OSError:
         return False

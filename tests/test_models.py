@@ -230,18 +230,29 @@ def test_an_unknown_device_says_which_ones_exist(monkeypatch, how):
             load_model("qwq-nano", device="gpu", verbose=False)
 
 
-def test_a_broken_config_json_names_the_file(tmp_path):
+@pytest.mark.parametrize("text, message", [
+    ('{"model_type": "qwen2", ', r"config\.json is not valid JSON.*Re-save the model"),   # half-written
+    ("", r"config\.json is not valid JSON"),
+    ("[1, 2]", r"config\.json is not valid JSON \(not a JSON object\)"),
+    ('{"model_type": "qwen2", "hidden_size": "big"}', r"config\.json is not a config transformers can build"
+                                                     r".*hidden_size.*Fix or restore config\.json"),
+    ('{"model_type": "no-such-architecture"}', r"config\.json is not a config transformers can build"),
+])
+def test_a_broken_config_json_names_the_file(tmp_path, text, message):
     path = _copy_nano(tmp_path)
-    (path / "config.json").write_text('{"model_type": "qwen2", ')
-    with pytest.raises(ModelLoadError, match=r"config\.json is not valid JSON"):
+    (path / "config.json").write_text(text)
+    with pytest.raises(ModelLoadError, match=rf"(?s){path}.*{message}"):
         load_model(str(path), verbose=False)
 
 
-def test_corrupt_safetensors_name_the_file(tmp_path):
+@pytest.mark.parametrize("damage", ["truncated", "garbage header", "empty"])
+def test_corrupt_safetensors_name_the_file(tmp_path, damage):
     path = _copy_nano(tmp_path)
     weights = next(path.glob("*.safetensors"))
-    weights.write_bytes(weights.read_bytes()[:1000])  # cut off mid-file
-    with pytest.raises(ModelLoadError, match=rf"{weights.name}.*truncated or corrupt"):
+    data = weights.read_bytes()
+    weights.write_bytes({"truncated": data[:1000], "garbage header": b"\xff" * 8 + b"not a header" + data[20:],
+                         "empty": b""}[damage])
+    with pytest.raises(ModelLoadError, match=rf"{path}.*{weights.name}.*truncated or corrupt: re-download"):
         load_model(str(path), verbose=False)
 
 
@@ -252,6 +263,39 @@ def test_an_offline_machine_fails_fast_on_a_missing_folder_or_hub_id(monkeypatch
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.perf_counter()
-    with pytest.raises(ModelLoadError, match="is not a folder here.*offline"):
+    with pytest.raises(ModelLoadError, match="no such folder here.*offline.*hf download"):
         load_model(name, verbose=False)
     assert time.perf_counter() - start < 5
+
+
+def test_an_unreachable_hub_fails_fast_without_hf_hub_offline(monkeypatch, tmp_path):
+    """No HF_HUB_OFFLINE, no cached copy, a hub that does not answer: one quick connect, no retry loop.
+    HF_ENDPOINT points at a closed local port, so the test behaves the same with or without internet."""
+    import time
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    start = time.perf_counter()
+    with pytest.raises(ModelLoadError, match="no such folder here.*offline"):
+        load_model("qwqlab-test/not-cached-anywhere", verbose=False)
+    seconds = time.perf_counter() - start
+    print(f"\n[offline hub id] failed after {seconds:.2f} s")
+    assert seconds < 5
+
+
+@pytest.mark.parametrize("name", ["./models/nope", "data/models/nope", "models\\nope", "~/qwqlab-no-such-model"])
+def test_a_path_that_does_not_exist_says_no_such_folder(monkeypatch, tmp_path, name):
+    """Path-looking names are folders, never hub ids: a missing one says so at once."""
+    import time
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    start = time.perf_counter()
+    with pytest.raises(ModelLoadError, match=r"no such folder.*Pass a folder holding config\.json"):
+        load_model(name, verbose=False)
+    assert time.perf_counter() - start < 5
+
+
+def test_a_file_instead_of_a_folder_says_so(tmp_path):
+    weights = next(_copy_nano(tmp_path).glob("*.safetensors"))
+    with pytest.raises(ModelLoadError, match=rf"{weights}: is a file, not a directory"):
+        load_model(str(weights), verbose=False)
