@@ -411,6 +411,30 @@ def _rows_in(path: Path) -> int:
         return 0
 
 
+def test_two_runs_resuming_one_file_at_once_write_no_duplicates(model, tok, task, tmp_path):
+    """The probe: two processes resuming one file wrote 12 duplicate rows. Now the second is refused."""
+    out = tmp_path / "rollouts.jsonl"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(fixtures=str(FIXTURES), delay=0.15))  # 9 batches (>= 1.35 s) after the first
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([sys.executable, str(script), str(out)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while _rows_in(out) < 4 and time.time() < deadline and child.poll() is None:   # mid-run
+            time.sleep(0.05)
+        assert child.poll() is None, child.stderr.read().decode()[-2000:]
+        with pytest.raises(RolloutFileBusy, match=f"process {child.pid}"):
+            sample(model, tok, task.problems(10), task, num_generations=4, max_new_tokens=24, batch_size=4,
+                   out=out, resume=True, progress=False)
+        assert child.wait(timeout=300) == 0, child.stderr.read().decode()[-2000:]
+    finally:
+        child.kill()
+        child.wait()
+    final = pd.read_json(out, lines=True)
+    assert len(final) == 40 and not final.duplicated(["problem_id", "sample_index"]).any()
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
 def test_sigkill_then_resume_loses_and_duplicates_nothing(model, tok, task, tmp_path, suffix):
     """A real run in a subprocess, killed with SIGKILL mid-run, then restarted with resume=True."""
