@@ -326,10 +326,10 @@ COLUMNS = [
     "problem_id", "sample_index", "question", "gold_answer", "prompt", "completion", "thinking",
     "answer_text", "extracted_answer", "completion_tokens", "think_tokens", "answer_tokens",
     "finish_reason", "is_truncated", "correct", "grade_note",
-    "model", "task", "backend", "num_generations", "temperature", "top_p", "top_k", "max_new_tokens", "seed",
+    "model", "weights", "task", "backend", "num_generations", "temperature", "top_p", "top_k", "max_new_tokens", "seed",
 ]
 #: Settings that must match for a resumed run to continue a file.
-RUN_SETTINGS = ("model", "task", "backend", "num_generations", "temperature", "top_p", "top_k",
+RUN_SETTINGS = ("model", "weights", "task", "backend", "num_generations", "temperature", "top_p", "top_k",
                 "max_new_tokens", "seed")
 #: ``sample(max_new_tokens=None)`` for a model without its own default: QwQ-32B's evaluation budget.
 DEFAULT_MAX_NEW_TOKENS = 32768
@@ -667,7 +667,8 @@ class RolloutStore:
         self._tmp = self.path.with_name(f".{self.path.name}.qwqlab-tmp")
 
     def load(self) -> list[dict]:
-        """The rows already written (repairing a torn last jsonl line); raises ``ResumeError`` if unreadable."""
+        """The rows already written; raises ``ResumeError`` if unreadable. Changes nothing on disk:
+        a torn last jsonl line is only noted, and moved aside by ``repair()`` once every check passed."""
         if self._tmp.exists():
             self._tmp.unlink()  # a parquet rewrite that a kill interrupted; the real file is intact
         if not self.path.exists() or self.path.stat().st_size == 0:
@@ -682,7 +683,10 @@ class RolloutStore:
         self._rows = rows
         return rows
 
-    def _load_jsonl(self) -> list[dict]:
+    def repair(self) -> None:
+        """Move a torn last jsonl line (left by a run killed mid-write) to ``FILE.torn-N``."""
+        if self.format != "jsonl" or not self.path.exists():
+            return
         data = self.path.read_bytes()
         cut = data.rfind(b"\n") + 1
         if cut < len(data):
@@ -699,7 +703,25 @@ class RolloutStore:
             warnings.warn(f"{self.path} ended in a partial line ({len(torn)} bytes), left by a run killed "
                           f"while writing; it was moved to {aside} and those rows will be sampled again.",
                           RuntimeWarning, stacklevel=3)
-            data = data[:cut]
+
+    def lock(self):
+        """Hold an exclusive lock on ``.FILE.lock`` until the returned file is closed: one writer per file."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path.with_name(f".{self.path.name}.lock"), "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise ResumeError(f"{self.path} is being written by another process (its lock is held). Wait for "
+                              "it to finish, or write to another out=; two writers would duplicate rows. "
+                              "The file was left untouched.") from None
+        return handle
+
+    def _load_jsonl(self) -> list[dict]:
+        data = self.path.read_bytes()
+        data = data[:data.rfind(b"\n") + 1]  # a torn last line is not a row (repair() moves it aside)
         rows = []
         for n, line in enumerate(data.decode("utf-8", errors="replace").split("\n"), start=1):
             if not line.strip():
@@ -759,8 +781,41 @@ def _same(a, b) -> bool:
     return norm(a) == norm(b)
 
 
-def _check_resumable(path, rows: list[dict], settings: dict, problem_ids: list[str]) -> None:
+def weights_fingerprint(model) -> str | None:
+    """A short hash of a model's weights (names, shapes, and two sums per tensor): which weights made a row.
+
+    Cheap (one pass over the parameters), and it changes when any weight does, so a resume with
+    another checkpoint under the same name is refused. ``None`` for a model without parameters.
+    """
+    import hashlib
+
+    import torch
+
+    if not hasattr(model, "named_parameters"):
+        return None
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            t = p.detach()
+            t = t.float() if t.is_floating_point() else t.to(torch.float64)
+            h.update(f"{name}:{tuple(p.shape)}:{float(t.sum()):.9g}:{float(t.abs().sum()):.9g};".encode())
+    return h.hexdigest()[:16]
+
+
+def _check_resumable(path, rows: list[dict], settings: dict, problem_ids: list[str],
+                     problems: list[Problem] | None = None) -> None:
     known = set(problem_ids)
+    meaning = {p.id: p for p in problems or []}
+    for r in rows:  # rows are keyed on what they mean, not only on their ids
+        p = meaning.get(str(r["problem_id"]))
+        if p is None:
+            continue
+        for column, want in (("question", p.question), ("gold_answer", p.answer)):
+            if column in r and not _same(r[column], None if want is None else str(want)):
+                raise ResumeError(
+                    f"{path} holds problem {p.id!r} with another {column} ({str(r[column])[:60]!r}, this run: "
+                    f"{str(want)[:60]!r}): same ids, different problems. Resuming would mix them. Use another "
+                    "out=, or give the problems their own ids. (The file was left untouched.)")
     seen, foreign = set(), []
     for r in rows:
         key = (str(r["problem_id"]), int(r["sample_index"]))
@@ -952,7 +1007,8 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
     settings = {"model": model_name or model_name_of(engine.llm if backend == "vllm" else model),
                 "task": getattr(task, "name", None) if task is not None else None, "backend": backend,
                 "num_generations": num_generations, "temperature": float(temperature), "top_p": float(top_p),
-                "top_k": int(top_k) if top_k else 0, "max_new_tokens": max_new_tokens, "seed": seed}
+                "top_k": int(top_k) if top_k else 0, "max_new_tokens": max_new_tokens, "seed": seed,
+                "weights": weights_fingerprint(model) if backend != "vllm" else None}
 
     if task is not None:
         unanswered = [p.id for p in problems if p.answer is None]
@@ -968,9 +1024,15 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
         if store.path.exists() and store.path.stat().st_size > 0 and not resume:
             raise FileExistsError(f"{store.path} already exists. Pass resume=True to continue it, or another "
                                   "out= to start afresh (qwqlab never overwrites rollouts).")
+        lock = store.lock()  # held until sample returns: a second writer gets a clear error
         if resume:
-            done_rows = store.load()
-            _check_resumable(store.path, done_rows, settings, [p.id for p in problems])
+            try:
+                done_rows = store.load()
+                _check_resumable(store.path, done_rows, settings, [p.id for p in problems], problems)
+            except BaseException:
+                lock.close()  # a refused resume must not leave the file locked
+                raise
+            store.repair()  # only now, once every check passed, may the file change
     done = {(str(r["problem_id"]), int(r["sample_index"])) for r in done_rows}
     units = [(i, s) for i, p in enumerate(problems) for s in range(num_generations) if (p.id, s) not in done]
 
@@ -1009,6 +1071,8 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
             bar.set_postfix(tokens=tokens)
     finally:
         bar.close()
+        if store is not None:
+            lock.close()
 
     order = {p.id: i for i, p in enumerate(problems)}
     rows = sorted(done_rows + new_rows, key=lambda r: (order[str(r["problem_id"])], int(r["sample_index"])))

@@ -471,3 +471,54 @@ def test_benchmark_has_a_help():
     r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_sampling.py"), "--help"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "tokens/s" in r.stdout
+
+
+# ----------------------------------------------------------------------------- resume probes (issue 10)
+
+def test_resume_refuses_same_ids_with_other_questions_gold_or_weights(model, tok, problems, task, tmp_path):
+    """Rows were keyed on (problem_id, sample_index) only: other problems under the same ids came back silently."""
+    import copy
+
+    from qwqlab.rollouts import ResumeError
+    from qwqlab.tasks.base import Problem
+    out = tmp_path / "r.jsonl"
+    sample(model, tok, problems[:2], task, out=out, **SMALL)
+    before = out.read_bytes()
+    other_question = [Problem(p.id, p.question + " (changed)", p.answer) for p in problems[:2]]
+    with pytest.raises(ResumeError, match="another question"):
+        sample(model, tok, other_question, task, out=out, resume=True, **SMALL)
+    other_gold = [Problem(p.id, p.question, str(int(p.answer) + 1)) for p in problems[:2]]
+    with pytest.raises(ResumeError, match="another gold_answer"):
+        sample(model, tok, other_gold, task, out=out, resume=True, **SMALL)
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        next(moved.parameters()).add_(0.01)  # the same model name, other weights
+    with pytest.raises(ResumeError, match="weights="):
+        sample(moved, tok, problems[:2], task, out=out, resume=True, **SMALL)
+    assert out.read_bytes() == before
+
+
+def test_a_torn_file_that_is_refused_is_left_byte_identical(model, tok, problems, task, tmp_path):
+    """The torn last line used to be repaired before the settings check: a file 'left untouched' changed."""
+    from qwqlab.rollouts import ResumeError
+    out = tmp_path / "r.jsonl"
+    sample(model, tok, problems[:2], task, out=out, **SMALL)
+    out.write_bytes(out.read_bytes() + b'{"problem_id": "x", "sam')
+    before = out.read_bytes()
+    with pytest.raises(ResumeError, match="seed"):
+        sample(model, tok, problems[:2], task, out=out, resume=True, **{**SMALL, "seed": 99})
+    assert out.read_bytes() == before and not list(tmp_path.glob("*.torn-*"))
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_file(model, tok, problems, task, tmp_path):
+    """Two processes resuming one file wrote 12 duplicates; the lock makes the second stop with a message."""
+    from qwqlab.rollouts import ResumeError, RolloutStore
+    out = tmp_path / "r.jsonl"
+    held = RolloutStore(out).lock()  # another process's sample() holds it (flock is per open file)
+    try:
+        with pytest.raises(ResumeError, match="being written by another process"):
+            sample(model, tok, problems[:2], task, out=out, **SMALL)
+    finally:
+        held.close()
+    df = sample(model, tok, problems[:2], task, out=out, **SMALL)  # free again
+    assert len(df) == len(pd.read_json(out, lines=True))
