@@ -254,7 +254,9 @@ class GRPOConfig:
     checkpoint_every: int = _help("Save a checkpoint every this many steps (0 = only at the end "
                                   "and on interruption).", 25)
     keep_checkpoints: int = _help("How many recent checkpoints to keep.", 2)
-    resume: bool = _help("Resume from the latest checkpoint in checkpoint_dir if there is one.", True)
+    resume: bool = _help("Resume from the latest checkpoint in checkpoint_dir if there is one (with the same "
+                         "experiment: a differing config is refused, naming the differences). False with "
+                         "checkpoints already in checkpoint_dir is refused: checkpoints belong to one run.", True)
     num_threads: int | None = _help("torch CPU threads (2 on the lab's machines); None = leave as is.", 2)
     progress: bool = _help("Show a tqdm progress bar.", True)
 
@@ -587,7 +589,7 @@ def _trainable_state(model) -> dict:
 
 
 def save_checkpoint(checkpoint_dir, step: int, model, optimizer, history: list[dict], config: GRPOConfig,
-                    keep: int = 2) -> Path:
+                    keep: int = 2, rewards: list[str] | None = None) -> Path:
     """Write the trainable weights, optimizer state and log so far; written to a temporary
     folder and renamed, so an interruption never leaves a half-written checkpoint."""
     import torch
@@ -601,13 +603,33 @@ def save_checkpoint(checkpoint_dir, step: int, model, optimizer, history: list[d
     torch.save({"step": step, "model": _trainable_state(model), "optimizer": optimizer.state_dict()},
                tmp / "state.pt")
     (tmp / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
-    (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
+    (tmp / "config.json").write_text(json.dumps({**config.to_dict(), "rewards": rewards}, indent=2, default=str))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     old = sorted((p for p in root.glob("step-*") if p.suffix != ".tmp"), key=lambda p: int(p.name.split("-")[1]))
     for p in old[:-keep]:
         shutil.rmtree(p, ignore_errors=True)
     return final
+
+
+#: GRPOConfig fields that may change between a run and its resume: bookkeeping and speed, not the experiment.
+RESUME_MAY_CHANGE = ("steps", "max_seconds", "log_file", "checkpoint_dir", "checkpoint_every", "keep_checkpoints",
+                     "resume", "num_threads", "progress", "micro_batch_size", "length_buckets")
+
+
+def _check_same_experiment(checkpoint: Path, config: GRPOConfig, rewards: list[str] | None = None) -> None:
+    """Refuse to resume ``checkpoint`` with a config that is another experiment, naming each difference."""
+    saved_file = Path(checkpoint) / "config.json"
+    if not saved_file.exists():
+        return  # a checkpoint from before configs were saved: nothing to compare
+    saved = json.loads(saved_file.read_text())
+    now = json.loads(json.dumps({**config.to_dict(), "rewards": rewards}, default=str))
+    diffs = [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in sorted(set(saved) & set(now))
+             if k not in RESUME_MAY_CHANGE and saved[k] != now[k]]
+    if diffs:
+        raise ValueError(f"{checkpoint} was made by another experiment; resuming would continue it with "
+                         f"{'; '.join(diffs)}. Use the same settings, or another checkpoint_dir "
+                         f"(changes allowed on resume: {', '.join(RESUME_MAY_CHANGE)}).")
 
 
 def load_checkpoint(path, model, optimizer=None) -> tuple[int, list[dict]]:
@@ -718,8 +740,15 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
     start_step, history = 0, []
-    ckpt = latest_checkpoint(cfg.checkpoint_dir) if cfg.resume else None
+    reward_names = [_reward_name(f, i) for i, f in enumerate(reward_funcs)]
+    existing = latest_checkpoint(cfg.checkpoint_dir)
+    if existing is not None and not cfg.resume:
+        raise ValueError(f"checkpoint_dir {cfg.checkpoint_dir} already holds a run's checkpoints (latest {existing.name}); "
+                         "checkpoints belong to one run. Pass resume=True to continue it, or another checkpoint_dir "
+                         "to start afresh (qwqlab never mixes two runs in one folder).")
+    ckpt = existing if cfg.resume else None
     if ckpt is not None:
+        _check_same_experiment(ckpt, cfg, reward_names)
         start_step, history = load_checkpoint(ckpt, model, optimizer)
         print(f"train_grpo: resumed from {ckpt} (step {start_step})")
     if cfg.log_file:
@@ -899,7 +928,7 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
             bar.set_postfix(reward=f"{row['reward_mean']:.2f}", acc=f"{row['accuracy']:.2f}",
                             tokens=f"{row['completion_tokens_mean']:.0f}")
             if cfg.checkpoint_dir and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                save_checkpoint(cfg.checkpoint_dir, step, model, optimizer, history, cfg, cfg.keep_checkpoints)
+                save_checkpoint(cfg.checkpoint_dir, step, model, optimizer, history, cfg, cfg.keep_checkpoints, reward_names)
             stop = callback(row) if callback is not None else False
             if stop is True:
                 break
@@ -909,7 +938,7 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
         # Interrupted between steps (or inside one, before its update): weights, optimizer and
         # log agree, so save them. Inside an update they may not: keep the last checkpoint.
         if cfg.checkpoint_dir and history and not updating:
-            path = save_checkpoint(cfg.checkpoint_dir, step, model, optimizer, history, cfg, cfg.keep_checkpoints)
+            path = save_checkpoint(cfg.checkpoint_dir, step, model, optimizer, history, cfg, cfg.keep_checkpoints, reward_names)
             print(f"train_grpo: interrupted; saved {path}; run again with the same checkpoint_dir to resume")
         elif cfg.checkpoint_dir:
             print(f"train_grpo: interrupted; resume from the latest checkpoint in {cfg.checkpoint_dir}")
@@ -918,7 +947,7 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
         bar.close()
     if cfg.checkpoint_dir and history and (latest_checkpoint(cfg.checkpoint_dir) is None or
                                           int(latest_checkpoint(cfg.checkpoint_dir).name.split("-")[1]) != step):
-        save_checkpoint(cfg.checkpoint_dir, step, model, optimizer, history, cfg, cfg.keep_checkpoints)
+        save_checkpoint(cfg.checkpoint_dir, step, model, optimizer, history, cfg, cfg.keep_checkpoints, reward_names)
     df = pd.DataFrame(history)
     df.attrs["log_file"] = cfg.log_file
     return df
