@@ -16,8 +16,8 @@ advantages, loss, step, with per-step logs, a progress bar, checkpoints and resu
 ``to_trl_config`` and ``trl_dataset`` run the same experiment in TRL's ``GRPOTrainer``.
 
 >>> from qwqlab.models import load_model                           # doctest: +SKIP
->>> model, tok = load_model("qwq-nano")
->>> log = train_grpo(model, tok, ArithmeticTask(split="train"), config=GRPOConfig(steps=50))
+>>> model, tok = load_model("qwq-nano")  # doctest: +SKIP
+>>> log = train_grpo(model, tok, ArithmeticTask(split="train"), config=GRPOConfig(steps=50))  # doctest: +SKIP
 """
 from __future__ import annotations
 
