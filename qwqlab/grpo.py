@@ -16,8 +16,8 @@ advantages, loss, step, with per-step logs, a progress bar, checkpoints and resu
 ``to_trl_config`` and ``trl_dataset`` run the same experiment in TRL's ``GRPOTrainer``.
 
 >>> from qwqlab.models import load_model                           # doctest: +SKIP
->>> model, tok = load_model("qwq-nano")
->>> log = train_grpo(model, tok, ArithmeticTask(split="train"), config=GRPOConfig(steps=50))
+>>> model, tok = load_model("qwq-nano")  # doctest: +SKIP
+>>> log = train_grpo(model, tok, ArithmeticTask(split="train"), config=GRPOConfig(steps=50))  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -256,7 +256,7 @@ class GRPOConfig:
                                   "and on interruption).", 25)
     keep_checkpoints: int = _help("How many recent checkpoints to keep.", 2)
     resume: bool = _help("Resume from the latest checkpoint in checkpoint_dir if there is one (it must be "
-                         "the same experiment: see RESUMABLE_FIELDS). False starts a new run, which needs "
+                         "the same experiment: see RESUME_MAY_CHANGE). False starts a new run, which needs "
                          "a checkpoint_dir without another run's checkpoints.", True)
     num_threads: int | None = _help("torch CPU threads (2 on the lab's machines); None = leave as is.", 2)
     progress: bool = _help("Show a tqdm progress bar.", True)
@@ -579,7 +579,7 @@ def evaluate_policy(model, tokenizer, task, num_problems: int = 200, temperature
 
 #: GRPOConfig fields a resumed run may change: how long, how often to save, where to log,
 #: how fast or how memory-hungry, but not what is learned. Any other difference stops a resume.
-RESUMABLE_FIELDS = ("steps", "max_seconds", "log_file", "checkpoint_dir", "checkpoint_every", "keep_checkpoints",
+RESUME_MAY_CHANGE = ("steps", "max_seconds", "log_file", "checkpoint_dir", "checkpoint_every", "keep_checkpoints",
                     "resume", "num_threads", "progress", "micro_batch_size", "length_buckets")
 
 
@@ -588,9 +588,9 @@ class CheckpointError(ValueError):
 
 
 def run_settings(config: GRPOConfig, task, reward_funcs) -> dict:
-    """What makes a GRPO run the experiment it is: every config field outside ``RESUMABLE_FIELDS``,
+    """What makes a GRPO run the experiment it is: every config field outside ``RESUME_MAY_CHANGE``,
     the task and the reward functions' names (as JSON values, the way a checkpoint stores them)."""
-    settings = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
+    settings = {k: v for k, v in config.to_dict().items() if k not in RESUME_MAY_CHANGE}
     settings["task"] = getattr(task, "name", type(task).__name__)
     settings["rewards"] = [_reward_name(f, i) for i, f in enumerate(reward_funcs)]
     return json.loads(json.dumps(settings, default=str))
@@ -635,7 +635,7 @@ def check_resumable(checkpoint: Path, settings: dict) -> str | None:
     else:  # saved before runs had ids: its config.json still says how it was trained
         try:
             saved = {k: v for k, v in json.loads((checkpoint / "config.json").read_text()).items()
-                     if k not in RESUMABLE_FIELDS}
+                     if k not in RESUME_MAY_CHANGE}
         except (OSError, ValueError):
             saved = {}
         saved = {**{k: settings[k] for k in ("task", "rewards")}, **saved}
@@ -645,7 +645,7 @@ def check_resumable(checkpoint: Path, settings: dict) -> str | None:
             f"train_grpo: {checkpoint} belongs to a run with other settings ({'; '.join(diff)}). Resuming would "
             "continue that run as another experiment in the middle of its log. Use that run's settings to "
             "continue it, or another checkpoint_dir to start a new run. (Only "
-            f"{', '.join(RESUMABLE_FIELDS)} may change on a resume.)")
+            f"{', '.join(RESUME_MAY_CHANGE)} may change on a resume.)")
     return (run or {}).get("run_id")
 
 
@@ -795,7 +795,7 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
     ckpt = latest_checkpoint(cfg.checkpoint_dir)
     if ckpt is not None and not cfg.resume:
         raise CheckpointError(
-            f"train_grpo: resume=False starts a new run, but {cfg.checkpoint_dir} holds another run's checkpoints "
+            f"train_grpo: resume=False starts a new run, but {cfg.checkpoint_dir} already holds a run's checkpoints "
             f"(latest {ckpt.name}); sharing the folder, one run's rotation would delete the other's checkpoints "
             "and 'latest' would mix them. Pass another checkpoint_dir, delete that folder, or resume=True to "
             "continue that run.")

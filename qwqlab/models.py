@@ -3,7 +3,7 @@
 The same call loads the bundled qwq-nano on a laptop CPU and QwQ-32B in 4-bit on a GPU:
 
 >>> model, tok = load_model("qwq-nano", bits=4)          # doctest: +SKIP
->>> model, tok = load_model("Qwen/QwQ-32B", bits=4)      # doctest: +SKIP  (GPU, ~20 GB)
+>>> model, tok = load_model("Qwen/QwQ-32B", bits=4)      # doctest: +SKIP
 """
 from __future__ import annotations
 

@@ -334,7 +334,7 @@ RUN_SETTINGS = ("model", "weights_fingerprint", "task", "backend", "num_generati
                 "top_k", "max_new_tokens", "seed")
 #: What a row's problem must still be for the row to be reused: the same id with another
 #: question, gold answer or prompt is another problem, whose old rows would be wrong.
-PROBLEM_FIELDS = (("question", "question"), ("gold_answer", "gold answer"), ("prompt", "prompt"))
+PROBLEM_FIELDS = ("question", "gold_answer", "prompt")
 #: ``sample(max_new_tokens=None)`` for a model without its own default: QwQ-32B's evaluation budget.
 DEFAULT_MAX_NEW_TOKENS = 32768
 _INT_COLUMNS = ("sample_index", "completion_tokens", "think_tokens", "answer_tokens", "num_generations",
@@ -651,7 +651,7 @@ class ResumeError(ValueError):
     """A rollout file cannot be continued; the message says why and what to do. The file is untouched."""
 
 
-class RolloutFileBusy(RuntimeError):
+class RolloutFileBusy(ResumeError):
     """Another process (or another ``sample`` call) is writing the same rollout file right now."""
 
 
@@ -731,7 +731,7 @@ class RolloutStore:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise RolloutFileBusy(
-                f"{self.path} is being written by another run right now (process {holder} holds "
+                f"{self.path} is being written by another process right now (pid {holder} holds "
                 f"{self._lock_path}). Two writers would sample the same rows twice. Wait for that run to "
                 "finish (then resume=True continues it), or pass another out=.") from None
         os.ftruncate(fd, 0)
@@ -876,10 +876,10 @@ def _check_resumable(path, rows: list[dict], settings: dict, problems: list[Prob
                           "to another run. It was left untouched; pass the same problems, another out=, or "
                           "overwrite=True to sample it afresh.")
     for r in rows:
-        for (column, what), want in zip(PROBLEM_FIELDS, known[str(r["problem_id"])]):
+        for column, want in zip(PROBLEM_FIELDS, known[str(r["problem_id"])]):
             if column in r and not _same(r[column], want):
                 raise ResumeError(
-                    f"{path} holds problem {str(r['problem_id'])!r} with another {what}: the file has "
+                    f"{path} holds problem {str(r['problem_id'])!r} with another {column}: the file has "
                     f"{_short(r[column])}, this run has {_short(want)}. The same id now means another problem, "
                     "so its old rows cannot be reused. Pass another out=, or overwrite=True to sample the file "
                     "afresh. (The file was left untouched.)")

@@ -662,3 +662,29 @@ def test_a_non_finite_loss_skips_the_update_and_is_logged(fake, monkeypatch):
     # every step that trained any row was refused (a step whose groups all tied has no loss to poison)
     assert df["skipped_updates"].sum() >= 1 and (df["skipped_updates"] == (df["trained_share"] > 0)).all()
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+# ----------------------------------------------------------------------------- checkpoint identity (issue 10)
+
+def test_checkpoints_belong_to_one_run(fake, tmp_path):
+    """resume=False into a folder of a longer earlier run let rotation delete the new run's checkpoints;
+    resuming with another learning rate, estimator or reward continued silently (lr 0.01 -> 0.5 mid-log)."""
+    import copy
+    model, tok = fake
+    task = ArithmeticTask(split="train")
+    ck = str(tmp_path / "ck")
+    base = dict(TINY, learning_rate=0.01, checkpoint_dir=ck, checkpoint_every=1)
+    train_grpo(copy.deepcopy(model), tok, task, _parity_reward, GRPOConfig(steps=2, **base))
+    with pytest.raises(ValueError, match="already holds a run's checkpoints.*resume=True"):
+        train_grpo(copy.deepcopy(model), tok, task, _parity_reward, GRPOConfig(steps=1, resume=False, **base))
+    with pytest.raises(ValueError, match=r"learning_rate: 0\.01 -> 0\.5"):
+        train_grpo(copy.deepcopy(model), tok, task, _parity_reward, GRPOConfig(steps=3, **{**base, "learning_rate": 0.5}))
+    with pytest.raises(ValueError, match="estimator: 'grpo' -> 'dr_grpo'"):
+        train_grpo(copy.deepcopy(model), tok, task, _parity_reward, GRPOConfig(steps=3, estimator="dr_grpo", **base))
+    with pytest.raises(ValueError, match="rewards:"):
+        train_grpo(copy.deepcopy(model), tok, task, _skip_reward, GRPOConfig(steps=3, **base))
+    assert latest_checkpoint(ck).name == "step-000002"  # nothing above touched the run's checkpoints
+    # bookkeeping may change: more steps, another log file, no progress bar
+    df = train_grpo(copy.deepcopy(model), tok, task, _parity_reward,
+                    GRPOConfig(steps=3, **{**base, "log_file": str(tmp_path / "other.jsonl")}))
+    assert df["step"].tolist() == [1, 2, 3] and latest_checkpoint(ck).name == "step-000003"

@@ -294,7 +294,7 @@ def test_resume_reuses_a_row_only_for_the_same_question_and_gold(model, tok, pro
     out = tmp_path / "r.jsonl"
     sample(model, tok, problems[:2], task, out=out, **SMALL)
     before = out.read_bytes()
-    for what, change in [("question", {"question": "What is 1 + 1?"}), ("gold answer", {"answer": "-7"})]:
+    for what, change in [("question", {"question": "What is 1 + 1?"}), ("gold_answer", {"answer": "-7"})]:
         changed = _problems_with(problems, 1, **change)
         with pytest.raises(ResumeError, match=rf"problem '{problems[1].id}' with another {what}.*overwrite=True"):
             sample(model, tok, changed, task, out=out, resume=True, **SMALL)
@@ -365,7 +365,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_file(model, tok, p
                               stderr=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked", holder.stderr.read()
-        with pytest.raises(RolloutFileBusy, match=rf"being written by another run.*process {holder.pid}"):
+        with pytest.raises(RolloutFileBusy, match=rf"being written by another process.*pid {holder.pid}"):
             sample(model, tok, problems, task, out=out, resume=True, **SMALL)
         assert out.read_bytes() == before
     finally:
@@ -424,7 +424,7 @@ def test_two_runs_resuming_one_file_at_once_write_no_duplicates(model, tok, task
         while _rows_in(out) < 4 and time.time() < deadline and child.poll() is None:   # mid-run
             time.sleep(0.05)
         assert child.poll() is None, child.stderr.read().decode()[-2000:]
-        with pytest.raises(RolloutFileBusy, match=f"process {child.pid}"):
+        with pytest.raises(RolloutFileBusy, match=f"pid {child.pid}"):
             sample(model, tok, task.problems(10), task, num_generations=4, max_new_tokens=24, batch_size=4,
                    out=out, resume=True, progress=False)
         assert child.wait(timeout=300) == 0, child.stderr.read().decode()[-2000:]
@@ -598,3 +598,55 @@ def test_benchmark_has_a_help():
     r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_sampling.py"), "--help"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "tokens/s" in r.stdout
+
+
+# ----------------------------------------------------------------------------- resume probes (issue 10)
+
+def test_resume_refuses_same_ids_with_other_questions_gold_or_weights(model, tok, problems, task, tmp_path):
+    """Rows were keyed on (problem_id, sample_index) only: other problems under the same ids came back silently."""
+    import copy
+
+    from qwqlab.rollouts import ResumeError
+    from qwqlab.tasks.base import Problem
+    out = tmp_path / "r.jsonl"
+    sample(model, tok, problems[:2], task, out=out, **SMALL)
+    before = out.read_bytes()
+    other_question = [Problem(p.id, p.question + " (changed)", p.answer) for p in problems[:2]]
+    with pytest.raises(ResumeError, match="another question"):
+        sample(model, tok, other_question, task, out=out, resume=True, **SMALL)
+    other_gold = [Problem(p.id, p.question, str(int(p.answer) + 1)) for p in problems[:2]]
+    with pytest.raises(ResumeError, match="another gold_answer"):
+        sample(model, tok, other_gold, task, out=out, resume=True, **SMALL)
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        next(moved.parameters()).add_(0.01)  # the same model name, other weights
+    with pytest.raises(ResumeError, match="written by other weights"):
+        sample(moved, tok, problems[:2], task, out=out, resume=True, **SMALL)
+    assert out.read_bytes() == before
+
+
+def test_a_torn_file_that_is_refused_is_left_byte_identical(model, tok, problems, task, tmp_path):
+    """The torn last line used to be repaired before the settings check: a file 'left untouched' changed."""
+    from qwqlab.rollouts import ResumeError
+    out = tmp_path / "r.jsonl"
+    sample(model, tok, problems[:2], task, out=out, **SMALL)
+    out.write_bytes(out.read_bytes() + b'{"problem_id": "x", "sam')
+    before = out.read_bytes()
+    with pytest.raises(ResumeError, match="seed"):
+        sample(model, tok, problems[:2], task, out=out, resume=True, **{**SMALL, "seed": 99})
+    assert out.read_bytes() == before and not list(tmp_path.glob("*.torn-*"))
+
+
+def test_a_second_handle_on_one_file_is_refused(model, tok, problems, task, tmp_path):
+    """Two processes resuming one file wrote 12 duplicates; the lock makes the second stop with a message."""
+    from qwqlab.rollouts import ResumeError, RolloutStore
+    out = tmp_path / "r.jsonl"
+    held = RolloutStore(out)  # another process's sample() holds it (flock is per open file)
+    held.lock()
+    try:
+        with pytest.raises(ResumeError, match="being written by another process"):
+            sample(model, tok, problems[:2], task, out=out, **SMALL)
+    finally:
+        held.unlock()
+    df = sample(model, tok, problems[:2], task, out=out, **SMALL)  # free again
+    assert len(df) == len(pd.read_json(out, lines=True))
