@@ -580,7 +580,7 @@ def evaluate_policy(model, tokenizer, task, num_problems: int = 200, temperature
 #: GRPOConfig fields a resumed run may change: how long, how often to save, where to log,
 #: how fast or how memory-hungry, but not what is learned. Any other difference stops a resume.
 RESUME_MAY_CHANGE = ("steps", "max_seconds", "log_file", "checkpoint_dir", "checkpoint_every", "keep_checkpoints",
-                    "resume", "num_threads", "progress", "micro_batch_size", "length_buckets")
+                     "resume", "num_threads", "progress", "micro_batch_size", "length_buckets")
 
 
 class CheckpointError(ValueError):
