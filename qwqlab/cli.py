@@ -1,4 +1,4 @@
-"""The ``qwqlab`` command: train qwq-nano, measure it, regenerate every figure."""
+"""The ``qwqlab`` command: train qwq-nano, measure it, regenerate every figure, run experiment files."""
 from __future__ import annotations
 
 import argparse
@@ -62,6 +62,26 @@ def _dashboard(args):
     return serve(args.name, port=args.port, ip=args.ip, open_browser=args.open)
 
 
+def _train(args):
+    from qwqlab.config import load_train_config
+
+    cfg = load_train_config(args.config)  # checked before any process is started
+    if args.nproc_per_node > 1:
+        import os
+        import subprocess
+        if args.engine != "trl":
+            print("qwqlab: several processes need --engine trl (qwqlab's own loop is one process)", file=sys.stderr)
+            return 2
+        # torchrun, not `accelerate launch`: on a CPU the latter started one process here (lab notes).
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.nproc_per_node),
+               "--master_port", str(args.master_port), "-m", "qwqlab", "train", args.config, "--engine", "trl"]
+        return subprocess.call(cmd, env=dict(os.environ))
+    from qwqlab.launch import train
+
+    summary = train(cfg, engine=args.engine)
+    print(json.dumps(summary, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qwqlab", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -90,6 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--bits", type=int, default=4, choices=(4, 8, 16, 32))
     i.add_argument("--context", type=int, default=32768)
     i.set_defaults(func=_info)
+
+    r = sub.add_parser("train", help="GRPO from an experiment file, on qwqlab's loop or TRL's GRPOTrainer",
+                       description="Train with GRPO from a YAML/JSON/TOML experiment file (model, task, rewards "
+                       "and weights, grpo: knobs named as qwqlab.grpo.GRPOConfig). With --engine trl it runs TRL's "
+                       "GRPOTrainer; for several processes launch it with torchrun (CPU: gloo) or, on GPUs, "
+                       "accelerate launch --config_file configs/accelerate/....yaml -m qwqlab train CONFIG --engine trl.")
+    r.add_argument("config", help="the experiment file (see configs/)")
+    r.add_argument("--engine", choices=("qwqlab", "trl"), default="qwqlab",
+                   help="qwqlab: the lab's single-process loop; trl: TRL's GRPOTrainer (DDP/DeepSpeed under a launcher)")
+    r.add_argument("--nproc-per-node", type=int, default=1,
+                   help="start this many processes with torchrun (needs --engine trl)")
+    r.add_argument("--master-port", type=int, default=29513, help="torchrun's rendezvous port")
+    r.set_defaults(func=_train)
 
     from qwqlab.dashboard import DASHBOARDS
     d = sub.add_parser("dashboard", help="serve one explorer as a page with no code (Voila), for a projector")
