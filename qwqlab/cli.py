@@ -82,6 +82,20 @@ def _train(args):
     print(json.dumps(summary, indent=2))
 
 
+def _sample(args):
+    from qwqlab.config import load_sample_config
+    from qwqlab.launch import parse_shard, sample, shard_path
+
+    cfg = load_sample_config(args.config)
+    index, count = parse_shard(args.shard)
+    df = sample(cfg, backend=args.backend, shard=args.shard, resume=args.resume, progress=not args.quiet)
+    summary = {"out": str(shard_path(cfg.out, index, count)), "shard": f"{index}/{count}", "rows": len(df),
+               "problems": int(df["problem_id"].nunique()), "backend": args.backend}
+    if "correct" in df.columns:
+        summary["accuracy"] = round(float(df["correct"].mean()), 4)
+    print(json.dumps(summary, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qwqlab", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -123,6 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start this many processes with torchrun (needs --engine trl)")
     r.add_argument("--master-port", type=int, default=29513, help="torchrun's rendezvous port")
     r.set_defaults(func=_train)
+
+    s = sub.add_parser("sample", help="the resumable rollout table from an experiment file, one shard of N",
+                       description="Sample num_generations completions per problem (qwqlab.rollouts.sample) into a "
+                       "resumable .jsonl/.parquet table. With --shard I/N, N machines write disjoint files "
+                       "(OUT.shard-I-of-N.jsonl) that qwqlab.launch.read_shards(OUT) reads as one table.")
+    s.add_argument("config", help="a sampling file (see configs/)")
+    s.add_argument("--backend", choices=("hf", "hf-generate", "vllm"), default="hf",
+                   help="hf: transformers on any device; vllm: vLLM on CUDA GPUs (vllm: settings passed to vllm.LLM)")
+    s.add_argument("--shard", default=None, metavar="I/N", help="this machine's share: problems I, I+N, ... (0 <= I < N)")
+    s.add_argument("--resume", action="store_true", help="continue this shard's file where a killed run left it")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_sample)
 
     from qwqlab.dashboard import DASHBOARDS
     d = sub.add_parser("dashboard", help="serve one explorer as a page with no code (Voila), for a projector")

@@ -166,3 +166,104 @@ class _TRLLog(_trl_callback_base()):
         self.t_last = now
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
+
+
+# ----------------------------------------------------------------------------- sampling, sharded
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with ``0 <= I < N``; ``None`` -> ``(0, 1)`` (everything)."""
+    if text is None:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like I/N (e.g. 0/4), not {text!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {text}: need 0 <= I < N (shards are numbered from 0)")
+    return i, n
+
+
+def shard_path(out, index: int, count: int) -> Path:
+    """Where shard ``index`` of ``count`` writes: ``rollouts.jsonl`` -> ``rollouts.shard-1-of-4.jsonl``."""
+    out = Path(out)
+    if count == 1:
+        return out
+    return out.with_name(f"{out.stem}.shard-{index}-of-{count}{out.suffix}")
+
+
+def sample(cfg, backend: str = "hf", shard: str | None = None, resume: bool = False, progress: bool = True):
+    """Run a ``qwqlab.config.SampleConfig`` through ``qwqlab.rollouts.sample``; returns this shard's table.
+
+    Shard ``I/N`` takes problems ``I, I+N, I+2N, ...`` of the task's first ``num_problems``.
+    Sampling is keyed per completion (seed, problem, sample index), so the shards together
+    are the very table one unsharded run writes. With ``backend="vllm"`` the model is
+    ``vllm.LLM(model=..., seed=..., **cfg.vllm)``: ``tensor_parallel_size`` splits the model
+    over that many GPUs of one machine; data parallelism is N shards, one per GPU group.
+    """
+    from qwqlab import rollouts
+    from qwqlab.models import load_model, resolve_model_path
+
+    index, count = parse_shard(shard)
+    task = cfg.build_task()
+    problems = task.problems(cfg.num_problems)[index::count]
+    if not problems:
+        raise ValueError(f"shard {index}/{count} of {cfg.num_problems} problems is empty; use fewer shards")
+    settings = dict(cfg.sampling)
+    if backend == "vllm":
+        try:
+            import vllm
+        except ImportError as e:
+            raise ImportError("--backend vllm needs vLLM, which runs on CUDA GPUs: `pip install 'qwqlab[vllm]'` "
+                              "there, or use --backend hf.") from e
+        llm = vllm.LLM(model=resolve_model_path(cfg.model), seed=settings.get("seed", 0) or 0,
+                                     **cfg.vllm)
+        model, tok = llm, None
+    elif backend in ("hf", "hf-generate"):
+        if cfg.vllm:
+            raise ValueError("the vllm: settings need --backend vllm")
+        model, tok = load_model(cfg.model, bits=cfg.bits, verbose=progress)
+    else:
+        raise ValueError(f"backend must be 'hf', 'hf-generate' or 'vllm', not {backend!r}")
+    return rollouts.sample(model, tok, problems, task, out=shard_path(cfg.out, index, count), resume=resume,
+                           backend=backend, progress=progress,
+                           model_name=cfg.model if backend == "vllm" else None, **settings)
+
+
+def read_shards(out):
+    """The table that ``--shard I/N`` runs wrote for ``out``, as one DataFrame (one unsharded file too).
+
+    Checks that all N shards are there and that no (problem, sample) row appears twice. Rows
+    come in the unsharded run's order: shard I's k-th problem is problem ``k x N + I``.
+    """
+    import re
+
+    from qwqlab.rollouts import RolloutStore, to_frame
+
+    out = Path(out)
+    pattern = re.compile(re.escape(out.stem) + r"\.shard-(\d+)-of-(\d+)" + re.escape(out.suffix) + "$")
+    found = sorted((int(m.group(1)), int(m.group(2)), p) for p in out.parent.glob(f"{out.stem}.shard-*{out.suffix}")
+                   if (m := pattern.match(p.name)))
+    if not found:
+        if out.exists():
+            return to_frame(RolloutStore(out).load())
+        raise FileNotFoundError(f"neither {out} nor its shards ({out.stem}.shard-I-of-N{out.suffix}) exist")
+    counts = {n for _, n, _ in found}
+    if len(counts) > 1:
+        raise ValueError(f"{out}: shards of different splits {sorted(counts)} are mixed in {out.parent}")
+    (count,) = counts
+    missing = sorted(set(range(count)) - {i for i, _, _ in found})
+    if missing:
+        raise FileNotFoundError(f"{out}: shard(s) {missing} of {count} are missing; run them with --shard I/{count}")
+    rows, position = [], {}
+    for index, _, path in found:
+        seen: dict[str, int] = {}
+        for r in RolloutStore(path).load():
+            pid = str(r["problem_id"])
+            if pid not in seen:
+                seen[pid] = len(seen) * count + index
+                position.setdefault(pid, seen[pid])
+            rows.append(r)
+    keys = [(str(r["problem_id"]), int(r["sample_index"])) for r in rows]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{out}: the shards overlap (a row appears twice); were they run with different N?")
+    return to_frame(sorted(rows, key=lambda r: (position[str(r["problem_id"])], int(r["sample_index"]))))
