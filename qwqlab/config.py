@@ -11,6 +11,7 @@ knobs under ``grpo:`` with the same names as ``qwqlab.grpo.GRPOConfig``::
       - {name: accuracy, weight: 1.0}
       - {name: kimi_length, weight: 2.0, num_generations: 8}
     grpo: {steps: 50, num_prompts: 16, num_generations: 8, learning_rate: 2.0e-4}
+    trl: {bf16: true}          # --engine trl only: other fields of trl.GRPOConfig (use_vllm ...)
     out: runs/correctness      # log.jsonl (one row per step) and the weights' digest go here
 
 A sampling file has ``model``, ``task``, ``task_args``, ``num_problems``, ``bits`` and the
@@ -100,6 +101,7 @@ class TrainConfig:
     task_args: dict = field(default_factory=lambda: {"split": "train"})
     rewards: list = field(default_factory=list)  # RewardSpec; empty = the task's own grader
     grpo: object = None  # qwqlab.grpo.GRPOConfig
+    trl: dict = field(default_factory=dict)  # --engine trl only: more trl.GRPOConfig fields (use_vllm, bf16 ...)
     out: str = "runs/train"
 
     def reward_funcs(self):
@@ -113,6 +115,22 @@ class TrainConfig:
     def build_task(self):
         from qwqlab.tasks import get_task
         return get_task(self.task, **self.task_args)
+
+
+def check_trl_keys(where: str, trl_settings: dict) -> None:
+    """Refuse ``trl:`` keys that TRL's ``GRPOConfig`` does not have, or that ``grpo:`` already sets."""
+    from dataclasses import fields as dc_fields
+
+    import trl
+
+    _refuse_unknown(f"{where}: trl", trl_settings, [f.name for f in dc_fields(trl.GRPOConfig)])
+    # What qwqlab.grpo.to_trl_config derives from grpo: (the one place those knobs are set).
+    owned = {"learning_rate", "num_generations", "max_completion_length", "temperature", "top_p", "top_k", "beta",
+             "epsilon", "epsilon_high", "num_iterations", "loss_type", "scale_rewards", "max_steps", "seed",
+             "reward_weights", "per_device_train_batch_size", "max_grad_norm", "weight_decay", "warmup_steps"}
+    clash = sorted(owned & set(trl_settings))
+    if clash:
+        raise ConfigError(f"{where}: trl: sets {clash}, which come from grpo: (qwqlab's names); set them there")
 
 
 def load_train_config(path) -> TrainConfig:

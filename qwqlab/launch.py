@@ -50,9 +50,17 @@ def weights_digest(model) -> str:
 
 
 def _load(cfg):
+    """The model for this rank: on several CUDA ranks, all of it on the rank's own GPU (LOCAL_RANK)."""
+    import torch
+
     from qwqlab.models import load_model
 
-    return load_model(cfg.model, bits=cfg.bits, verbose=world()[0] == 0)
+    rank, size = world()
+    device = "auto"
+    if size > 1 and torch.cuda.is_available():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(device)
+    return load_model(cfg.model, bits=cfg.bits, device=device, verbose=rank == 0)
 
 
 def train(cfg, engine: str = "qwqlab") -> dict:
@@ -100,8 +108,10 @@ def build_trl_trainer(cfg, model, tokenizer, task, reward_funcs):
     import torch
     import trl
 
+    from qwqlab.config import check_trl_keys
     from qwqlab.grpo import task_reward, to_trl_config, trl_dataset
 
+    check_trl_keys("the experiment file", cfg.trl)
     g = cfg.grpo
     rank, size = world()
     if g.num_prompts % size:
@@ -113,7 +123,7 @@ def build_trl_trainer(cfg, model, tokenizer, task, reward_funcs):
     funcs = list(reward_funcs) + [grader]
     weights = list(g.reward_weights or [1.0] * len(reward_funcs)) + [0.0]
     args = to_trl_config(g, str(Path(cfg.out) / "trl"), reward_weights=weights,
-                         per_device_train_batch_size=g.num_prompts * g.num_generations // size)
+                         per_device_train_batch_size=g.num_prompts * g.num_generations // size, **cfg.trl)
     dataset = trl_dataset(task, tokenizer, max(g.steps * g.num_prompts, g.num_prompts))
     model = add_lora_for_trl(model, g)
     trainer = trl.GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
