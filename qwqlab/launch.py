@@ -39,7 +39,11 @@ def world() -> tuple[int, int]:
 
 
 def weights_digest(model) -> str:
-    """SHA-256 of the trainable parameters (names, shapes and bytes), to compare ranks."""
+    """SHA-256 of the trainable parameters (names, shapes and bytes), to compare ranks.
+
+    Under DDP every rank holds every weight, so the digests must agree; under DeepSpeed ZeRO-3
+    each rank holds a shard only, and the digests differ by design.
+    """
     h = hashlib.sha256()
     for name, p in sorted(model.named_parameters()):
         if p.requires_grad:
