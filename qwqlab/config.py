@@ -191,4 +191,6 @@ def load_sample_config(path) -> SampleConfig:
     out = str(raw.get("out", "rollouts.jsonl"))
     if not out.endswith((".jsonl", ".parquet")):
         raise ConfigError(f"{where}: out must be a .jsonl or .parquet file, not {out!r}")
-    return SampleConfig(**{k: v for k, v in raw.items() if v is not None or k == "bits"})
+    for key in ("task_args", "sampling", "vllm"):  # an empty section in YAML reads as None
+        raw[key] = raw.get(key) or {}
+    return SampleConfig(**raw)

@@ -9,7 +9,7 @@ data-parallel rank: rank 0 writes the log, every rank writes ``weights-rank<R>.s
 digest of its trainable weights, which must agree across ranks after training.
 
 Measured on 2 CPU cores: ``torchrun --nproc_per_node 2`` starts two gloo ranks;
-``accelerate launch --cpu --num_processes 2`` (accelerate 1.15-1.16) started one only.
+``accelerate launch --cpu --num_processes 2`` started one only (accelerate 1.15 and 1.16: no RANK set).
 """
 from __future__ import annotations
 
