@@ -1,4 +1,4 @@
-"""The ``qwqlab`` command: train qwq-nano, measure it, regenerate every figure."""
+"""The ``qwqlab`` command: train qwq-nano, measure it, regenerate every figure, run experiment files."""
 from __future__ import annotations
 
 import argparse
@@ -62,6 +62,40 @@ def _dashboard(args):
     return serve(args.name, port=args.port, ip=args.ip, open_browser=args.open)
 
 
+def _train(args):
+    from qwqlab.config import load_train_config
+
+    cfg = load_train_config(args.config)  # checked before any process is started
+    if args.nproc_per_node > 1:
+        import os
+        import subprocess
+        if args.engine != "trl":
+            print("qwqlab: several processes need --engine trl (qwqlab's own loop is one process)", file=sys.stderr)
+            return 2
+        # torchrun, not `accelerate launch`: on a CPU the latter started one process here (lab notes).
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.nproc_per_node),
+               "--master_port", str(args.master_port), "-m", "qwqlab", "train", args.config, "--engine", "trl"]
+        return subprocess.call(cmd, env=dict(os.environ))
+    from qwqlab.launch import train
+
+    summary = train(cfg, engine=args.engine)
+    print(json.dumps(summary, indent=2))
+
+
+def _sample(args):
+    from qwqlab.config import load_sample_config
+    from qwqlab.launch import parse_shard, sample, shard_path
+
+    cfg = load_sample_config(args.config)
+    index, count = parse_shard(args.shard)
+    df = sample(cfg, backend=args.backend, shard=args.shard, resume=args.resume, progress=not args.quiet)
+    summary = {"out": str(shard_path(cfg.out, index, count)), "shard": f"{index}/{count}", "rows": len(df),
+               "problems": int(df["problem_id"].nunique()), "backend": args.backend}
+    if "correct" in df.columns:
+        summary["accuracy"] = round(float(df["correct"].mean()), 4)
+    print(json.dumps(summary, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qwqlab", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -90,6 +124,31 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--bits", type=int, default=4, choices=(4, 8, 16, 32))
     i.add_argument("--context", type=int, default=32768)
     i.set_defaults(func=_info)
+
+    r = sub.add_parser("train", help="GRPO from an experiment file, on qwqlab's loop or TRL's GRPOTrainer",
+                       description="Train with GRPO from a YAML/JSON/TOML experiment file (model, task, rewards "
+                       "and weights, grpo: knobs named as qwqlab.grpo.GRPOConfig). With --engine trl it runs TRL's "
+                       "GRPOTrainer; for several processes launch it with torchrun (CPU: gloo) or, on GPUs, "
+                       "accelerate launch --config_file configs/accelerate/....yaml -m qwqlab train CONFIG --engine trl.")
+    r.add_argument("config", help="the experiment file (see configs/)")
+    r.add_argument("--engine", choices=("qwqlab", "trl"), default="qwqlab",
+                   help="qwqlab: the lab's single-process loop; trl: TRL's GRPOTrainer (DDP/DeepSpeed under a launcher)")
+    r.add_argument("--nproc-per-node", type=int, default=1,
+                   help="start this many processes with torchrun (needs --engine trl)")
+    r.add_argument("--master-port", type=int, default=29513, help="torchrun's rendezvous port")
+    r.set_defaults(func=_train)
+
+    s = sub.add_parser("sample", help="the resumable rollout table from an experiment file, one shard of N",
+                       description="Sample num_generations completions per problem (qwqlab.rollouts.sample) into a "
+                       "resumable .jsonl/.parquet table. With --shard I/N, N machines write disjoint files "
+                       "(OUT.shard-I-of-N.jsonl) that qwqlab.launch.read_shards(OUT) reads as one table.")
+    s.add_argument("config", help="a sampling file (see configs/)")
+    s.add_argument("--backend", choices=("hf", "hf-generate", "vllm"), default="hf",
+                   help="hf: transformers on any device; vllm: vLLM on CUDA GPUs (vllm: settings passed to vllm.LLM)")
+    s.add_argument("--shard", default=None, metavar="I/N", help="this machine's share: problems I, I+N, ... (0 <= I < N)")
+    s.add_argument("--resume", action="store_true", help="continue this shard's file where a killed run left it")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_sample)
 
     from qwqlab.dashboard import DASHBOARDS
     d = sub.add_parser("dashboard", help="serve one explorer as a page with no code (Voila), for a projector")

@@ -187,7 +187,8 @@ def load_model(name_or_path: str = NANO, bits: int | None = None, device: str = 
     if bits == 8:
         # LLM.int8 on CPU logs a cast warning on every layer call (thousands of lines).
         logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
-    device_map = "auto" if device.startswith("cuda") else {"": device}
+    # "cuda": spread over every visible GPU; "cuda:N" (one rank of a multi-process run): all on GPU N.
+    device_map = "auto" if device == "cuda" else {"": device}
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=dtype, quantization_config=quant, device_map=device_map,
