@@ -88,8 +88,36 @@ _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BRACE_OR_ESCAPE = re.compile(r"\\[{}\\]|[{}]")  # an escaped brace or backslash, or a brace
 
 
+def boxed_spans(text: str) -> list[tuple[int, int]]:
+    """``(content start, index of the closing brace)`` of every closed ``\\boxed{...}``, by start.
+
+    One pass, linear in ``len(text)`` (a completion of 8,000 unclosed ``\\boxed{`` must not
+    cost seconds): a stack of open braces, each marked with where its box's content starts
+    (or -1 for a plain brace). Escaped braces (``\\{``) do not count.
+
+    >>> boxed_spans(r"\\boxed{1} \\boxed{\\frac{a}{b}}")
+    [(7, 8), (17, 28)]
+    """
+    if not text:
+        return []
+    openers = {m.end() - 1: m.end() for m in _BOXED.finditer(text)}  # "{" position -> content start
+    stack: list[int] = []
+    spans = []
+    for m in _BRACE_OR_ESCAPE.finditer(text):  # only braces and escapes cost Python time
+        ch, i = m.group(), m.start()
+        if ch == "{":
+            stack.append(openers.get(i, -1))
+        elif ch == "}" and stack:
+            content = stack.pop()
+            if content >= 0:
+                spans.append((content, i))
+    return sorted(spans)
+
+
 def extract_boxed(text: str) -> str | None:
     """The content of the last ``\\boxed{...}`` in ``text``, nested braces kept; ``None`` if none.
+
+    "Last" is the closed box that starts last (``boxed_spans``).
 
     >>> extract_boxed(r"so \\boxed{\\frac{1}{2}} and \\boxed{42}")
     '42'
@@ -98,24 +126,11 @@ def extract_boxed(text: str) -> str | None:
     >>> extract_boxed("no answer") is None
     True
     """
-    if not text:
+    spans = boxed_spans(text)
+    if not spans:
         return None
-    # One pass, linear in len(text) (a completion of 8,000 unclosed "\boxed{" must not cost
-    # seconds): a stack of open braces, each marked with where its box's content starts (or
-    # -1 for a plain brace); the closed box that starts last wins.
-    openers = {m.end() - 1: m.end() for m in _BOXED.finditer(text)}  # "{" position -> content start
-    stack: list[int] = []
-    best, best_span = -1, None
-    for m in _BRACE_OR_ESCAPE.finditer(text):  # only braces and escapes cost Python time
-        ch, i = m.group(), m.start()
-        if ch == "{":
-            stack.append(openers.get(i, -1))
-        elif ch == "}":
-            if stack:
-                content = stack.pop()
-                if content > best:
-                    best, best_span = content, (content, i)
-    return None if best_span is None else text[best_span[0]:best_span[1]].strip()
+    start, end = spans[-1]
+    return text[start:end].strip()
 
 
 def format_answer(answer: str) -> str:

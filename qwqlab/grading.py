@@ -134,8 +134,6 @@ def normalise(s: str) -> str:
     return s
 
 
-_normalise = normalise  # the name the checks below use
-
 
 _MV = None
 
@@ -263,7 +261,7 @@ def answers_match(predicted: str | None, gold: str | None, _breaker: CallBudget 
         plain = pred.replace(",", "").replace("{", "").replace("}", "").replace(" ", "")
         if _INT.fullmatch(plain):
             return float(int(plain) == int(gold))
-    if pred and _normalise(pred) == _normalise(gold):
+    if pred and normalise(pred) == normalise(gold):
         return 1.0
     breaker = _breaker or CallBudget()
     if breaker.open:

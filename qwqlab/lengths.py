@@ -675,18 +675,6 @@ def _as_label(value, where: str) -> float:
     raise TraceFileError(f"{where}: correctness label {value!r} is not 0/1 or true/false")
 
 
-def _normalise_answer(s: str) -> str:
-    s = s.strip().strip("$").strip()
-    s = re.sub(r"\\text\{([^{}]*)\}", r"\1", s)
-    s = re.sub(r"\\(?:left|right|,|;|!|\s)", "", s)
-    s = s.replace(" ", "").rstrip(".")
-    if re.fullmatch(r"-?\d+(\.\d+)?", s):
-        s = s.lstrip("0") or "0" if not s.startswith("-") else "-" + (s[1:].lstrip("0") or "0")
-        if "." in s:
-            s = s.rstrip("0").rstrip(".")
-    return s
-
-
 def default_grader(predicted: str | None, gold) -> float | None:
     """Grade an extracted answer against a gold answer with qwqlab's one grader (``grading.answers_match``).
 

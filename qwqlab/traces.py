@@ -52,6 +52,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from qwqlab.chat import boxed_spans
 from qwqlab.paths import data_dir
 
 #: ThinkBench's thought-switch phrases (EvalScope ``EvalThink.switch_tokens``).
@@ -123,7 +124,6 @@ def load_mip_traces(path: str | Path | None = None, markers: Iterable[str] | Non
 
 # ----------------------------------------------------------------------------- candidate answers
 
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ANSWER_IS = re.compile(r"\banswer\s+(?:is|should\s+be|would\s+be|must\s+be|=|:)\s*:?\s*", re.IGNORECASE)
 # an "=" that states a value: not "==", "<=", ">=", "!=", nor the arrow "=>"
 _EQUALS = re.compile(r"(?<![<>!=\\])=(?![=>])\s*")
@@ -135,24 +135,6 @@ _MAX_CANDIDATE_CHARS = 40
 # unevaluated arithmetic is not a stated answer: a product, a bracket combined with an
 # operator, or a sum/difference of plain numbers ("(1/2)*(64/17)", "(-3) + 2 + 12", "12 + 4")
 _UNEVALUATED = re.compile(r"[*\u00d7\u00b7]|\\times|\\cdot|\)\s*[-+/^]|[-+/]\s*\(|^-?\d+(?:\.\d+)?(?:\s*[-+]\s*\d+(?:\.\d+)?)+$")
-
-
-def _braced(text: str, start: int) -> int:
-    """Index of the ``}`` closing the brace opened just before ``start``, or -1."""
-    depth, i = 1, start
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
 
 
 def candidate_answers(thinking: str) -> list[tuple[int, str]]:
@@ -172,10 +154,8 @@ def candidate_answers(thinking: str) -> list[tuple[int, str]]:
     [(13, '47'), (33, '6'), (55, '47')]
     """
     found: list[tuple[int, str]] = []
-    for m in _BOXED.finditer(thinking):
-        close = _braced(thinking, m.end())
-        if close != -1:
-            found.append((close, thinking[m.end():close].strip()))
+    for start, close in boxed_spans(thinking):  # the package's one reader of boxes
+        found.append((close, thinking[start:close].strip()))
     limit = _MAX_CANDIDATE_CHARS + 1
     for pattern in (_ANSWER_IS, _EQUALS):
         for m in pattern.finditer(thinking):
