@@ -25,7 +25,7 @@ def naive_loop(model, tok, prompts, num_generations, temperature, top_p, top_k, 
     """One ``generate`` per prompt per sample; returns completion tokens generated."""
     import torch
 
-    from qwqlab.rollouts import stop_token_ids
+    from qwqlab.decoding import stop_token_ids
 
     stops = stop_token_ids(tok)
     tokens = 0

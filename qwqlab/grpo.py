@@ -208,8 +208,6 @@ class GRPOConfig:
     temperature: float = _help("Sampling temperature for rollouts (1.0 samples the policy itself).", 1.0)
     top_p: float = _help("Nucleus sampling for rollouts; 1.0 = off, which keeps log-probs exact.", 1.0)
     top_k: int = _help("Top-k sampling for rollouts; 0 = off.", 0)
-    engine: str = _help("Rollout sampler: 'compact' (qwqlab's loop: one prefill per prompt, finished "
-                        "rows leave the batch) or 'transformers' (model.generate).", "compact")
     # how long
     steps: int = _help("Optimizer steps (at most; see max_seconds).", 50)
     max_seconds: float | None = _help("Stop after this many seconds of training, if set.", None)
@@ -277,8 +275,6 @@ class GRPOConfig:
                 f"would be the same, so there is nothing to compare), got {self.temperature}.")
         if not 0 < self.top_p <= 1:
             bad(f"top_p must be in (0, 1], got {self.top_p}; use 1.0 to switch it off.")
-        if self.engine not in ("compact", "transformers"):
-            bad(f"engine must be 'compact' or 'transformers', got {self.engine!r}.")
         if self.top_k < 0:
             bad(f"top_k must be >= 0 (0 = off), got {self.top_k}.")
         if self.steps < 1:
@@ -470,9 +466,9 @@ def shared_prefix_logprobs(model, prompt_ids, prompt_mask, prompt_index, complet
     import torch
     from transformers import DynamicCache
 
-    from qwqlab.rollouts import _cache_kwarg
+    from qwqlab.decoding import cache_kwarg
 
-    cache_kw = _cache_kwarg(model)
+    cache_kw = cache_kwarg(model)
     cache = DynamicCache()
     out = model(input_ids=prompt_ids, attention_mask=prompt_mask,
                 position_ids=(prompt_mask.long().cumsum(-1) - 1).clamp(min=0), use_cache=True,
@@ -543,7 +539,7 @@ def evaluate_policy(model, tokenizer, task, num_problems: int = 200, temperature
     """
     import statistics as st
 
-    from qwqlab.rollouts import generate
+    from qwqlab.decoding import generate
 
     problems = task.problems(num_problems)
     correct, tokens, think, truncated, formatted = [], [], [], [], []
@@ -755,7 +751,7 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
     import torch
     from tqdm.auto import tqdm
 
-    from qwqlab.rollouts import generate
+    from qwqlab.decoding import generate
     from qwqlab.tasks.base import Problem
 
     cfg = config or GRPOConfig()
@@ -844,8 +840,7 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
             prompts = [task.prompt(tokenizer, p) for p in problems]
             gens, (seqs, plen) = generate(model, tokenizer, prompts, G, temperature=cfg.temperature,
                                           top_p=cfg.top_p, top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens,
-                                          seed=cfg.seed * 1_000_003 + step, return_tensors=True,
-                                          engine=cfg.engine)
+                                          seed=cfg.seed * 1_000_003 + step, return_tensors=True)
             t_gen = time.perf_counter() - t0
             texts = [g.text for g in gens]
             rep = [problems[g.prompt_index] for g in gens]
@@ -956,7 +951,7 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
                 "clip_fraction": stats["clipped"] / n_tok,
                 "zero_spread_share": sum(s < 1e-8 for s in spread) / len(spread),
                 # The sampler's per-token entropy over every completion when it reports it
-                # (engine="compact"), else the trained completions' from the forward pass.
+                # (qwqlab.decoding always does when sampling), else the trained completions' from the forward pass.
                 "entropy": (sum(g.entropy * g.num_tokens for g in gens) / n_tok if sampler_entropy
                             else stats["entropy"] / stats["entropy_tokens"] if stats["entropy_tokens"]
                             else float("nan")),

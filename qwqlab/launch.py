@@ -232,12 +232,12 @@ def sample(cfg, backend: str = "hf", shard: str | None = None, resume: bool = Fa
         llm = vllm.LLM(model=resolve_model_path(cfg.model), seed=settings.get("seed", 0) or 0,
                                      **cfg.vllm)
         model, tok = llm, None
-    elif backend in ("hf", "hf-generate"):
+    elif backend == "hf":
         if cfg.vllm:
             raise ValueError("the vllm: settings need --backend vllm")
         model, tok = load_model(cfg.model, bits=cfg.bits, verbose=progress)
     else:
-        raise ValueError(f"backend must be 'hf', 'hf-generate' or 'vllm', not {backend!r}")
+        raise ValueError(f"backend must be 'hf' or 'vllm', not {backend!r}")
     return rollouts.sample(model, tok, problems, task, out=shard_path(cfg.out, index, count), resume=resume,
                            backend=backend, progress=progress,
                            model_name=cfg.model if backend == "vllm" else None, **settings)

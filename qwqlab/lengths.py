@@ -908,33 +908,6 @@ def load_traces(path: str | Path, fields: Mapping[str, str | None] | None = None
 
 # ----------------------------------------------------------------------------- qwq-nano rollouts
 
-def rollouts_from_generations(generations, problems, task, tokenizer, **settings) -> pd.DataFrame:
-    """A rollouts table from ``qwqlab.rollouts.generate``'s output, graded by ``task``.
-
-    Token counts come from the generated ids (thinking and answer by tokenising each part),
-    ``is_truncated`` from the finish reason. ``settings`` (e.g. ``temperature=1.0``) are
-    added as constant columns.
-    """
-    from qwqlab.chat import extract_boxed, split_think
-
-    rows = []
-    for g in generations:
-        p = problems[g.prompt_index]
-        parts = split_think(g.text)
-        rows.append({"problem_id": p.id, "sample_index": g.sample_index, "prompt": p.question,
-                     "completion": g.text, "thinking": parts.thinking, "answer_text": parts.answer,
-                     "extracted_answer": extract_boxed(parts.answer), "completion_tokens": g.num_tokens,
-                     "finish_reason": g.finish_reason, "is_truncated": g.finish_reason == "length",
-                     "correct": task.grade(g.text, p)})
-    df = pd.DataFrame(rows)
-    df["think_tokens"] = count_tokens(df["thinking"], tokenizer)
-    df["answer_tokens"] = count_tokens(df["answer_text"], tokenizer)
-    df["correct"] = pd.to_numeric(df["correct"], errors="coerce").astype(float)
-    for k, v in settings.items():
-        df[k] = v
-    return df
-
-
 def synthetic_rollouts(n: int, seed: int = 0, num_generations: int = 8, unique: int = 5000,
                        mix: Mapping[str, float] | None = None) -> pd.DataFrame:
     """A fake rollouts table of ``n`` rows from qwq-nano's trace generator, for tests and benchmarks.
@@ -973,28 +946,17 @@ def synthetic_rollouts(n: int, seed: int = 0, num_generations: int = 8, unique: 
 
 
 def sample_rollouts(model, tokenizer, task, num_problems: int = 64, num_generations: int = 8,
-                    max_new_tokens: int = 96, temperature: float = 1.0, seed: int = 0, batch_size: int = 32,
-                    progress: bool = True, desc: str = "sampling") -> pd.DataFrame:
-    """Sample ``num_generations`` completions for each of ``task``'s first problems, as a rollouts table.
-
-    Uses ``qwqlab.rollouts.generate`` (batched, KV-cached) ``batch_size`` problems at a
-    time, with plain sampling (no top-p/top-k) at ``temperature`` so the table describes the
+                    max_new_tokens: int = 96, temperature: float = 1.0, seed: int = 0, batch_size: int = 256,
+                    progress: bool = True, desc: str | None = None) -> pd.DataFrame:
+    """``num_generations`` completions for each of ``task``'s first problems: ``rollouts.sample``
+    with plain sampling (no top-p/top-k) at ``temperature``, so the table describes the
     model's own distribution. Deterministic for a given ``seed`` on CPU.
     """
-    from tqdm.auto import tqdm
+    from qwqlab.rollouts import sample
 
-    from qwqlab.rollouts import generate
-
-    problems = task.problems(num_problems)
-    parts = []
-    for start in tqdm(range(0, len(problems), batch_size), desc=desc, disable=not progress):
-        chunk = problems[start:start + batch_size]
-        gens = generate(model, tokenizer, [task.prompt(tokenizer, p) for p in chunk], num_generations,
-                        temperature=temperature, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens,
-                        seed=seed * 100003 + start)
-        parts.append(rollouts_from_generations(gens, chunk, task, tokenizer))
-    df = pd.concat(parts, ignore_index=True)
-    return df.assign(temperature=temperature, max_new_tokens=max_new_tokens)
+    return sample(model, tokenizer, task.problems(num_problems), task, num_generations=num_generations,
+                  temperature=temperature, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens, seed=seed,
+                  batch_size=batch_size, progress=progress, desc=desc)
 
 
 # ----------------------------------------------------------------------------- recorded runs

@@ -245,7 +245,7 @@ def measure(model="qwq-nano", num_problems: int = 1000, seed: int = 0, temperatu
 
     from qwqlab.chat import split_think
     from qwqlab.models import load_model
-    from qwqlab.rollouts import generate
+    from qwqlab.decoding import generate
 
     torch.set_num_threads(2)
     if isinstance(model, (str, Path)):

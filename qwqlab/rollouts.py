@@ -2,25 +2,13 @@
 
 ``sample`` is the lab's workhorse: every later notebook (rewards, RL, reasoning length)
 reads the table it returns, one row per completion, with the columns of the glossary in
-CONTRIBUTING.md. ``generate`` is the lower-level batched call that ``qwqlab.nano`` uses.
+CONTRIBUTING.md. The tokens come from qwqlab's one decoder, ``qwqlab.decoding.decode``
+(``backend="hf"``), or from vLLM (``backend="vllm"``) behind the same interface.
 
-How ``sample`` draws its random numbers matters for three promises it makes:
-
-* **Deterministic for a seed**, on CPU bit for bit.
-* **Resumable**: killed at any point and restarted, it reproduces the rows it had not written.
-* **Independent of batching**: halving the batch after an out-of-memory error, or a
-  different ``batch_size``, gives the same rows.
-
-So each completion gets its own key, a hash of ``(seed, problem_id, sample_index, prompt)``,
-and each sampled token is chosen by the Gumbel-max trick (Gumbel 1954; as used for
-sampling in e.g. Kool et al. 2019, "Stochastic Beams and Where to Find Them"): the token
-maximising ``logit/T + g`` with ``g`` Gumbel noise, which is an exact draw from
-``softmax(logit/T)``. The noise is a counter-based hash of ``(key, step, token id)``, not a
-global RNG stream, so no other row, batch or earlier call can shift it. Temperature, top-k
-and top-p are applied first, in that order, as in transformers and vLLM. A side effect the
-notebooks use: runs that differ only in ``max_new_tokens`` share their prefixes, and runs at
-different temperatures share their noise ("common random numbers"), which makes curves over
-those settings smooth.
+Each completion is keyed by ``(seed, sample_index, prompt)`` (``decoding.row_key``), so the
+table is deterministic for a seed (on CPU bit for bit), independent of ``batch_size`` and
+of where an interrupted run stopped, and equal to what ``decoding.generate`` draws for the
+same prompt: see ``qwqlab.decoding`` for how.
 """
 from __future__ import annotations
 
@@ -29,294 +17,11 @@ import json
 import math
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 from qwqlab.chat import THINK_CLOSE, build_prompt, extract_boxed, split_think
+from qwqlab.decoding import Completion, KeyedChooser, decode, row_key, stop_token_ids
 from qwqlab.tasks.base import Problem
-
-
-@dataclass
-class Generation:
-    """One sampled completion and how it ended."""
-    prompt_index: int
-    sample_index: int
-    text: str
-    num_tokens: int
-    finish_reason: str  # "stop" (end of turn) or "length" (hit max_new_tokens)
-    token_ids: list[int]
-    entropy: float | None = None  # mean entropy of the sampling distribution per token (engine="compact")
-
-
-def stop_token_ids(tokenizer) -> list[int]:
-    """Token ids that end a turn: the tokenizer's eos, plus ``<|im_end|>``/``<|endoftext|>`` if present."""
-    ids = set()
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    for t in ("<|im_end|>", "<|endoftext|>"):
-        i = tokenizer.convert_tokens_to_ids(t)
-        if isinstance(i, int) and i != getattr(tokenizer, "unk_token_id", None) and i >= 0:
-            ids.add(i)
-    return sorted(ids)
-
-
-def generate(model, tokenizer, prompts: list[str], num_generations: int = 1, temperature: float = 0.6,
-             top_p: float = 0.95, top_k: int | None = 40, max_new_tokens: int = 128,
-             seed: int | None = 0, return_tensors: bool = False, engine: str = "transformers"):
-    """Sample ``num_generations`` completions for each prompt in one batched, KV-cached call.
-
-    Prompts are padded on the left, so every row's new tokens start at the same column.
-    ``temperature=0`` means greedy. Returns a list of ``Generation`` (prompt-major order);
-    with ``return_tensors`` also ``(sequences, prompt_length)`` for computing log-probs.
-
-    ``engine="compact"`` (used by ``qwqlab.grpo``) runs qwqlab's own decoding loop instead
-    of transformers' ``generate``: each prompt is prefilled once for all its samples, and
-    finished rows leave the batch, which matters when completion lengths vary a lot (RL
-    rollouts). Same outputs and layout; for a given seed, different samples.
-    """
-    import torch
-
-    if not prompts:
-        return ([], None) if return_tensors else []
-    if engine == "compact":
-        return _generate_compact(model, tokenizer, prompts, num_generations, temperature, top_p, top_k,
-                                 max_new_tokens, seed, return_tensors)
-    if engine != "transformers":
-        raise ValueError(f"engine must be 'transformers' or 'compact', not {engine!r}")
-    if seed is not None:
-        torch.manual_seed(seed)
-    device = next(model.parameters()).device
-    old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-    tokenizer.padding_side = old_side
-    stops = stop_token_ids(tokenizer)
-    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k or 0) \
-        if temperature and temperature > 0 else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
-    with torch.inference_mode():
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, num_return_sequences=num_generations,
-                             eos_token_id=stops, pad_token_id=tokenizer.pad_token_id, use_cache=True,
-                             **sampling)
-    plen = enc["input_ids"].shape[1]
-    new = out[:, plen:].tolist()
-    stop_set = set(stops)
-    gens = []
-    for row, ids in enumerate(new):
-        end = next((i for i, t in enumerate(ids) if t in stop_set), None)
-        kept = ids[:end] if end is not None else ids
-        gens.append(Generation(row // num_generations, row % num_generations,
-                               tokenizer.decode(kept, skip_special_tokens=False), len(kept) + (end is not None),
-                               "stop" if end is not None else "length", kept))
-    return (gens, (out, plen)) if return_tensors else gens
-
-
-def _cache_kwarg(model) -> str:
-    """transformers renamed ``past_key_values`` to ``cache`` (5.x); use whichever the model takes."""
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
-def _buffered_cache():
-    """A ``DynamicCache`` whose layers write each new token's keys and values into buffers with
-    spare room, instead of concatenating (a copy of the whole cache per token and layer).
-    Falls back to a plain ``DynamicCache`` on transformers versions without cache layers."""
-    from transformers import DynamicCache
-
-    try:
-        from transformers.cache_utils import DynamicLayer
-    except ImportError:
-        return DynamicCache()
-
-    class BufferedLayer(DynamicLayer):
-        def update(self, key_states, value_states, *args, **kwargs):
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-                self._used, self._buffers = 0, None
-            q = key_states.shape[-2]
-            if self._buffers is None or self._used + q > self._buffers[0].shape[-2]:
-                self._reallocate(self._used + q, key_states)
-            kb, vb = self._buffers
-            kb[:, :, self._used:self._used + q] = key_states
-            vb[:, :, self._used:self._used + q] = value_states
-            self._used += q
-            self.keys, self.values = kb[:, :, :self._used], vb[:, :, :self._used]
-            return self.keys, self.values
-
-        def _reallocate(self, need, like):
-            b, h, _, d = like.shape
-            room = max(need + 64, 2 * need)
-            kb, vb = like.new_empty((b, h, room, d)), like.new_empty((b, h, room, d))
-            if self._used:
-                kb[:, :, :self._used], vb[:, :, :self._used] = self.keys, self.values
-            self._buffers = (kb, vb)
-            self.keys, self.values = kb[:, :, :self._used], vb[:, :, :self._used]
-
-        def _rebuffer(self):  # after the batch changed shape: copy the kept rows into new buffers
-            if self.is_initialized and self._used:
-                self._buffers = None
-                self._reallocate(self._used, self.keys)
-
-        def batch_repeat_interleave(self, repeats: int) -> None:
-            super().batch_repeat_interleave(repeats)
-            self._rebuffer()
-
-        def batch_select_indices(self, indices) -> None:
-            super().batch_select_indices(indices)
-            self._rebuffer()
-
-    cache = DynamicCache()
-    if getattr(cache, "layer_class_to_replicate", None) is not DynamicLayer or cache.layers:
-        return cache
-    cache.layer_class_to_replicate = BufferedLayer
-    return cache
-
-
-_DECODE_ATTENTION = "qwqlab_decode"
-_decode_attention_ok: bool | None = None
-
-
-def _register_decode_attention() -> bool:
-    """Register qwqlab's one-query attention with transformers (once); False where it cannot."""
-    global _decode_attention_ok
-    if _decode_attention_ok is not None:
-        return _decode_attention_ok
-    try:
-        import torch
-        from transformers import AttentionInterface
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-    except ImportError:
-        _decode_attention_ok = False
-        return False
-
-    def decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
-                         **kwargs):
-        # Decoding sends one query per row; SDPA's CPU kernels are slow at that shape, and
-        # two small matmuls over the key/value heads (no copies for grouped-query attention)
-        # are not. Everything else goes to SDPA, with the same (SDPA) mask.
-        if query.shape[2] != 1 or dropout or kwargs.get("output_attentions") or kwargs.get("softcap") is not None:
-            return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                          scaling=scaling, is_causal=is_causal, **kwargs)
-        b, h, _, d = query.shape
-        kv_heads = key.shape[1]
-        scores = torch.matmul(query.reshape(b, kv_heads, h // kv_heads, d), key.transpose(-1, -2))
-        scores = scores * (scaling if scaling is not None else d ** -0.5)
-        if attention_mask is not None:
-            m = attention_mask[..., -1:, :key.shape[2]].reshape(b, 1, 1, -1)
-            scores = scores.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else scores + m
-        out = torch.matmul(torch.softmax(scores, dim=-1), value)  # (b, kv_heads, groups, d)
-        return out.reshape(b, h, 1, d).transpose(1, 2), None
-
-    AttentionInterface.register(_DECODE_ATTENTION, decode_attention)
-    AttentionMaskInterface.register(_DECODE_ATTENTION, sdpa_mask)
-    _decode_attention_ok = True
-    return True
-
-
-class _DecodeAttention:
-    """While decoding, switch a model that uses SDPA to ``decode_attention``; restore it after."""
-
-    def __init__(self, model):
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        self.config = getattr(base, "config", None)
-
-    def __enter__(self):
-        self.switched = (self.config is not None and getattr(self.config, "_attn_implementation", None) == "sdpa"
-                         and not getattr(self.config, "sub_configs", None) and _register_decode_attention())
-        if self.switched:
-            self.config._attn_implementation = _DECODE_ATTENTION
-        return self
-
-    def __exit__(self, *exc):
-        if self.switched:
-            self.config._attn_implementation = "sdpa"
-        return False
-
-
-def _generate_compact(model, tokenizer, prompts, num_generations, temperature, top_p, top_k, max_new_tokens,
-                      seed, return_tensors):
-    """``generate(engine="compact")``: a lean KV-cached decoding loop (see ``generate``)."""
-    import torch
-
-    if seed is not None:
-        torch.manual_seed(seed)
-    device = next(model.parameters()).device
-    old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-    tokenizer.padding_side = old_side
-    stops = stop_token_ids(tokenizer)
-    stop_t = torch.tensor(stops, device=device)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-    G, plen = num_generations, enc["input_ids"].shape[1]
-    n = len(prompts) * G
-    cache_kw = _cache_kwarg(model)
-    greedy = not temperature or temperature <= 0
-    plain = not greedy and (not top_k or top_k <= 0) and (top_p is None or top_p >= 1.0)
-    new = torch.full((n, max(1, max_new_tokens)), pad, dtype=torch.long, device=device)
-    steps = 0
-    with torch.inference_mode(), _DecodeAttention(model):
-        cache = _buffered_cache()
-        mask = enc["attention_mask"]
-        out = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                    use_cache=True, logits_to_keep=1, **{cache_kw: cache})
-        cache.batch_repeat_interleave(G)  # one prefill per prompt, shared by its samples
-        logits = out.logits[:, -1].float().repeat_interleave(G, 0)
-        mask = mask.repeat_interleave(G, 0)
-        position = mask.sum(-1)
-        rows = torch.arange(n, device=device)  # batch row -> output row
-        alive = torch.ones(n, dtype=torch.bool, device=device)
-        entropy = torch.zeros(n, device=device)
-        for t in range(max_new_tokens):
-            if greedy:
-                tok = logits.argmax(-1)
-            else:
-                if plain:
-                    scores, ids = logits / temperature, None
-                else:
-                    scores, ids = filter_logits(logits, temperature, top_k, top_p)
-                logp = torch.log_softmax(scores, -1)
-                probs = logp.exp()
-                # Inverse-CDF draw (exact, and cheaper than torch.multinomial on CPU): the first
-                # token whose cumulative probability exceeds a uniform draw.
-                cdf = probs.cumsum(-1)
-                u = torch.rand(cdf.shape[0], 1, device=device, dtype=cdf.dtype) * cdf[:, -1:]
-                tok = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
-                if ids is not None:
-                    tok = ids.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
-                entropy[rows[alive]] -= (probs * logp.clamp(min=-1e4)).sum(-1)[alive]
-            new[rows[alive], t] = tok[alive]
-            steps = t + 1
-            alive &= ~torch.isin(tok, stop_t)
-            if t == max_new_tokens - 1 or not alive.any():
-                break
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-            # Finished rows leave the batch (and the KV cache) once they are an eighth of it:
-            # copying the cache costs more than carrying a few dead rows for a while.
-            if (~alive).sum() * 8 >= len(alive):
-                keep = alive.nonzero().squeeze(-1)
-                cache.batch_select_indices(keep)
-                mask, rows, tok, position, alive = mask[keep], rows[keep], tok[keep], position[keep], alive[keep]
-            out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=position[:, None],
-                        use_cache=True, **{cache_kw: cache})
-            position = position + 1
-            logits = out.logits[:, -1].float()
-    new = new[:, :steps]
-    stop_set = set(stops)
-    entropies = entropy.tolist()
-    gens = []
-    for row, ids in enumerate(new.tolist()):
-        end = next((i for i, t in enumerate(ids) if t in stop_set), None)
-        kept = ids[:end] if end is not None else ids
-        num = len(kept) + (end is not None)
-        gens.append(Generation(row // G, row % G, tokenizer.decode(kept, skip_special_tokens=False), num,
-                               "stop" if end is not None else "length", kept,
-                               None if greedy else entropies[row] / max(1, num)))
-    if not return_tensors:
-        return gens
-    return gens, (torch.cat([enc["input_ids"].repeat_interleave(G, 0), new], dim=1), plen)
 
 
 # ----------------------------------------------------------------------------- the table
@@ -363,111 +68,7 @@ def to_frame(rows: list[dict]):
     return df.reset_index(drop=True)
 
 
-# ----------------------------------------------------------------------------- keyed sampling
-
-_MASK32 = 0xFFFFFFFF
-
-
-def row_key(seed: int | None, problem_id: str, sample_index: int, prompt: str) -> int:
-    """The 32-bit key that decides every random choice of one completion."""
-    text = f"{seed}\x1f{problem_id}\x1f{sample_index}\x1f{prompt}".encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=4).digest(), "little")
-
-
-def _mul32(x, c: int):
-    # x * c mod 2**32 on int64 tensors without overflow: split x into 16-bit halves.
-    return (((x >> 16) * c & 0xFFFF) << 16) + (x & 0xFFFF) * c & _MASK32
-
-
-def _mix32(x):
-    """A 32-bit integer hash (Chris Wellons' "lowbias32"), elementwise on an int64 tensor."""
-    x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
-
-
-def keyed_uniform(keys, step: int, token_ids):
-    """Uniform(0, 1) noise for ``(key, step, token id)``, shape of ``token_ids`` (rows x candidates).
-
-    A pure function of its arguments: the same key, step and token always get the same number.
-    """
-    import torch
-
-    keys = keys.to(token_ids.device, torch.int64)
-    base = _mix32(keys ^ _mix32(torch.full_like(keys, (step * 0x9E3779B9 + 0x7F4A7C15) & _MASK32)))
-    h = _mix32(base[:, None] ^ _mix32(token_ids.to(torch.int64) & _MASK32))
-    h = _mix32(h ^ 0x632BE5AB)
-    # The top 24 bits are exact in float32 and give u strictly inside (0, 1).
-    return ((h >> 8).to(torch.float32) + 0.5) / float(1 << 24)
-
-
-def filter_logits(logits, temperature: float, top_k: int | None, top_p: float):
-    """Temperature, then top-k, then top-p, as transformers' and vLLM's samplers do.
-
-    Returns ``(scores, token_ids)``: per row the surviving candidates' scaled logits
-    (``-inf`` for those top-p removes), best first, and their token ids.
-    """
-    import torch
-
-    scores = logits.float() / temperature
-    k = scores.shape[-1] if not top_k or top_k <= 0 else min(int(top_k), scores.shape[-1])
-    values, ids = torch.topk(scores, k, dim=-1)  # sorted, best first
-    if top_p is not None and top_p < 1.0:
-        probs = torch.softmax(values, dim=-1)
-        mass_before = torch.cumsum(probs, dim=-1) - probs
-        # Keep the smallest prefix whose mass reaches top_p (the best token always survives).
-        values = values.masked_fill(mass_before >= top_p, float("-inf"))
-    return values, ids
-
-
-def sample_next_tokens(logits, keys, step: int, temperature: float = 0.6, top_k: int | None = None,
-                       top_p: float = 1.0):
-    """One token per row drawn from the filtered ``softmax(logits / temperature)``, keyed by ``keys``.
-
-    Gumbel-max: ``argmax(score + G)``, ``G = -log(-log(U))``, is a draw from ``softmax(score)``.
-    ``temperature=0`` is greedy.
-    """
-    import torch
-
-    if not temperature or temperature <= 0:
-        return logits.argmax(dim=-1)
-    values, ids = filter_logits(logits, temperature, top_k, top_p)
-    u = keyed_uniform(keys, step, ids)
-    choice = (values - torch.log(-torch.log(u))).argmax(dim=-1, keepdim=True)
-    return ids.gather(-1, choice).squeeze(-1)
-
-
-class KeyedSampling:
-    """A transformers logits processor that makes greedy ``generate`` draw keyed samples.
-
-    It picks the token with ``sample_next_tokens`` and leaves only that token a finite
-    score, so ``generate(do_sample=False, logits_processor=[...])`` emits it, while the
-    batching, KV cache and stopping stay transformers' own.
-    """
-
-    def __init__(self, keys, prompt_length: int, temperature: float, top_k: int | None, top_p: float):
-        self.keys, self.prompt_length = keys, prompt_length
-        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        step = input_ids.shape[1] - self.prompt_length
-        tokens = sample_next_tokens(scores, self.keys, step, self.temperature, self.top_k, self.top_p)
-        out = torch.full_like(scores, float("-inf"))
-        return out.scatter_(1, tokens[:, None], 0.0)
-
-
 # ----------------------------------------------------------------------------- backends
-
-@dataclass
-class _Completion:
-    token_ids: list[int]   # generated tokens, the end-of-turn token removed
-    num_tokens: int        # tokens generated, the end-of-turn token included
-    finish_reason: str     # "stop" or "length"
-
 
 def _is_oom(err: BaseException) -> bool:
     import torch
@@ -476,32 +77,21 @@ def _is_oom(err: BaseException) -> bool:
         isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
 
 
-def _cut_at_stop(ids: list[int], stops: set[int], finish_reason: str | None = None) -> _Completion:
+def _cut_at_stop(ids: list[int], stops: set[int], finish_reason: str | None = None) -> Completion:
     end = next((i for i, t in enumerate(ids) if t in stops), None)
     if end is not None:
-        return _Completion(ids[:end], end + 1, "stop")
-    return _Completion(ids, len(ids), finish_reason or "length")
+        return Completion(ids[:end], end + 1, "stop")
+    return Completion(ids, len(ids), finish_reason or "length")
 
 
 class _HFBackend:
-    """transformers models on any device: batched, KV-cached decoding with left padding.
+    """transformers models on any device, through qwqlab's one decoder (``qwqlab.decoding.decode``)."""
+    name = "hf"
 
-    ``engine="loop"`` (``backend="hf"``) is qwqlab's own decoding loop: each distinct prompt
-    of a batch is prefilled once and its KV cache shared by its samples, and finished rows
-    leave the batch. ``engine="generate"`` (``backend="hf-generate"``) hands the same keyed
-    sampling to transformers' ``generate`` as a logits processor. Both give the same tokens.
-    """
-
-    def __init__(self, model, tokenizer, temperature, top_p, top_k, max_new_tokens, engine: str = "loop"):
-        self.model, self.tokenizer, self.engine = model, tokenizer, engine
-        self.name = "hf" if engine == "loop" else "hf-generate"
-        self.temperature, self.top_p, self.top_k, self.max_new_tokens = temperature, top_p, top_k, max_new_tokens
-        self.stops = stop_token_ids(tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stops[0]
-
-    def device(self):
-        dev = getattr(self.model, "device", None)
-        return dev if dev is not None else next(self.model.parameters()).device
+    def __init__(self, model, tokenizer, temperature, top_p, top_k, max_new_tokens):
+        self.model, self.tokenizer = model, tokenizer
+        self.chooser = KeyedChooser(temperature, top_k, top_p)
+        self.max_new_tokens = max_new_tokens
 
     def check_context(self, prompts: list[str], max_new_tokens: int | None) -> int:
         """``max_new_tokens`` (resolved when ``None``), checked against the model's context."""
@@ -520,79 +110,8 @@ class _HFBackend:
                 f"to at most {limit - longest}.")
         return max_new_tokens
 
-    def _encode(self, prompts: list[str]):
-        tok = self.tokenizer
-        old_side = tok.padding_side
-        tok.padding_side = "left"  # every row's new tokens then start at the same column
-        try:
-            return tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device())
-        finally:
-            tok.padding_side = old_side
-
-    def run(self, prompts: list[str], keys: list[int], groups: list[int]) -> list[_Completion]:
-        return self._run_loop(prompts, keys) if self.engine == "loop" else self._run_generate(prompts, keys)
-
-    def _run_loop(self, prompts: list[str], keys: list[int]) -> list[_Completion]:
-        import torch
-        from transformers import DynamicCache
-
-        distinct = list(dict.fromkeys(prompts))
-        position_of = {p: i for i, p in enumerate(distinct)}
-        enc = self._encode(distinct)
-        device = enc["input_ids"].device
-        expand = torch.tensor([position_of[p] for p in prompts], device=device)
-        key_tensor = torch.tensor(keys, dtype=torch.int64, device=device)
-        stop_t = torch.tensor(self.stops, device=device)
-        n, cache_kw = len(prompts), _cache_kwarg(self.model)
-        new = torch.full((n, self.max_new_tokens), self.pad_id, dtype=torch.long, device=device)
-        steps = 0
-        with torch.inference_mode():
-            cache = DynamicCache()
-            mask = enc["attention_mask"]
-            prefill = dict(input_ids=enc["input_ids"], attention_mask=mask, use_cache=True,
-                           position_ids=(mask.cumsum(-1) - 1).clamp(min=0), **{cache_kw: cache})
-            try:  # only the last position's logits are needed (saves a vocab-sized matmul per prompt token)
-                out = self.model(**prefill, logits_to_keep=1)
-            except TypeError:  # an older model class without logits_to_keep
-                out = self.model(**prefill)
-            cache.batch_select_indices(expand)  # one prefill per distinct prompt, shared by its samples
-            logits, mask = out.logits[:, -1].float()[expand], mask[expand]
-            position, rows = mask.sum(-1), torch.arange(n, device=device)
-            for t in range(self.max_new_tokens):
-                token = sample_next_tokens(logits, key_tensor[rows], t, self.temperature, self.top_k, self.top_p)
-                new[rows, t] = token
-                steps = t + 1
-                alive = ~torch.isin(token, stop_t)
-                if t == self.max_new_tokens - 1 or not alive.any():
-                    break
-                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-                if not alive.all():  # finished rows leave the batch and the KV cache
-                    keep = alive.nonzero().squeeze(-1)
-                    cache.batch_select_indices(keep)
-                    mask, rows, token, position = mask[keep], rows[keep], token[keep], position[keep]
-                out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None],
-                                 use_cache=True, **{cache_kw: cache})
-                position = position + 1
-                logits = out.logits[:, -1].float()
-        stops = set(self.stops)
-        return [_cut_at_stop(row, stops) for row in new[:, :steps].tolist()]
-
-    def _run_generate(self, prompts: list[str], keys: list[int]) -> list[_Completion]:
-        import torch
-        from transformers import LogitsProcessorList
-
-        enc = self._encode(prompts)
-        plen = enc["input_ids"].shape[1]
-        processors = LogitsProcessorList()
-        if self.temperature and self.temperature > 0:
-            key_tensor = torch.tensor(keys, dtype=torch.int64, device=enc["input_ids"].device)
-            processors.append(KeyedSampling(key_tensor, plen, self.temperature, self.top_k, self.top_p))
-        with torch.inference_mode():
-            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      logits_processor=processors, eos_token_id=self.stops,
-                                      pad_token_id=self.pad_id, use_cache=True)
-        stops = set(self.stops)
-        return [_cut_at_stop(row, stops) for row in out[:, plen:].tolist()]
+    def run(self, prompts: list[str], keys: list[int], groups: list[int]) -> list[Completion]:
+        return decode(self.model, self.tokenizer, prompts, keys, self.max_new_tokens, self.chooser)
 
 
 class _VLLMBackend:
@@ -616,7 +135,7 @@ class _VLLMBackend:
         self.max_new_tokens = max_new_tokens or DEFAULT_MAX_NEW_TOKENS
         return self.max_new_tokens
 
-    def run(self, prompts: list[str], keys: list[int], groups: list[int]) -> list[_Completion]:
+    def run(self, prompts: list[str], keys: list[int], groups: list[int]) -> list[Completion]:
         # Consecutive rows of one problem become one request with n samples, seeded from
         # the keys of those rows, so a batch's content fixes its randomness.
         requests: list[tuple[str, list[int]]] = []
@@ -640,7 +159,7 @@ class _VLLMBackend:
                 reason = "length" if o.finish_reason == "length" else "stop"
                 done = _cut_at_stop(list(o.token_ids), stops, reason)
                 if done.finish_reason == "length" and reason == "stop":  # stopped by a stop string
-                    done = _Completion(done.token_ids, done.num_tokens, "stop")
+                    done = Completion(done.token_ids, done.num_tokens, "stop")
                 result[r] = done
         return result
 
@@ -960,7 +479,7 @@ def _judge(task, completion: str, problem: Problem) -> tuple[float | None, str]:
     return score, "" if score is not None else f"{getattr(task, 'name', 'task')} could not grade it"
 
 
-def _make_row(c: _Completion, problem: Problem, sample_index: int, prompt: str, tokenizer, task,
+def _make_row(c: Completion, problem: Problem, sample_index: int, prompt: str, tokenizer, task,
               think_close_id: int | None, settings: dict) -> dict:
     text = tokenizer.decode(c.token_ids, skip_special_tokens=False)
     parts = split_think(text)
@@ -994,12 +513,12 @@ def _make_row(c: _Completion, problem: Problem, sample_index: int, prompt: str, 
 def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temperature: float = 0.6,
            top_p: float = 0.95, top_k: int | None = 40, max_new_tokens: int | None = None, seed: int | None = 0,
            batch_size: int = 64, out: str | Path | None = None, resume: bool = False, backend: str = "hf",
-           progress: bool = True, model_name: str | None = None, overwrite: bool = False):
+           progress: bool = True, model_name: str | None = None, overwrite: bool = False, desc: str | None = None):
     """Sample ``num_generations`` completions per problem and return them as a tidy table.
 
     QwQ-32B is evaluated this way: 64 samples per AIME problem at temperature 0.6, top_p
     0.95, top_k 20 to 40, never greedily. Sampling is batched (``batch_size`` completions per
-    ``generate`` call, prompts left-padded, KV cache on) and keyed per completion (see the
+    decoder call, prompts left-padded, KV cache on) and keyed per completion (see the
     module docstring), so the table depends on the seed only: not on ``batch_size``, not on
     where an interrupted run stopped.
 
@@ -1018,7 +537,7 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
             ``is_truncated=True``. ``None``: the model's own ``generation_config.max_new_tokens``
             (qwq-nano: 96), else 32768 (QwQ's evaluation budget), within the model's context.
         seed: fixes every completion. ``None`` is a seed like any other, not "random".
-        batch_size: completions per ``generate`` call; halved automatically on out-of-memory.
+        batch_size: completions per decoder call; halved automatically on out-of-memory.
         out: a ``.jsonl`` or ``.parquet`` file that grows by one batch at a time.
         resume: continue ``out`` where a previous (possibly killed) run left it: rows already
             there are kept and not sampled again. Without it an existing ``out`` is an error.
@@ -1028,10 +547,9 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
             While a call writes ``out`` it holds a lock on it: a second writer gets
             ``RolloutFileBusy``.
         overwrite: delete an existing ``out`` and sample it afresh.
-        backend: ``"hf"`` (transformers models on any device, qwqlab's decoding loop),
-            ``"hf-generate"`` (the same sampling through transformers' ``generate``) or
+        backend: ``"hf"`` (transformers models on any device, qwqlab's decoder) or
             ``"vllm"`` (CUDA; imported only when asked for).
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (labelled ``desc``, default "sampling <model>").
         model_name: the ``model`` column (default: the model's hub id, path, or "qwq-nano").
 
     Returns:
@@ -1065,14 +583,13 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
     if resume and overwrite:
         raise ValueError("resume=True keeps the rows in out= and overwrite=True deletes them: pass one of them.")
 
-    if backend in ("hf", "hf-generate"):
-        engine = _HFBackend(model, tokenizer, temperature, top_p, top_k, max_new_tokens,
-                            engine="loop" if backend == "hf" else "generate")
+    if backend == "hf":
+        engine = _HFBackend(model, tokenizer, temperature, top_p, top_k, max_new_tokens)
     elif backend == "vllm":
         engine = _VLLMBackend(model, tokenizer, temperature, top_p, top_k, max_new_tokens, seed)
         tokenizer = engine.tokenizer
     else:
-        raise ValueError(f"backend must be 'hf', 'hf-generate' or 'vllm', not {backend!r}.")
+        raise ValueError(f"backend must be 'hf' (qwqlab's decoder) or 'vllm', not {backend!r}.")
     if tokenizer is None:
         raise ValueError(f"backend={backend!r} needs the model's tokenizer.")
 
@@ -1115,14 +632,14 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
 
     think_close = tokenizer.convert_tokens_to_ids(THINK_CLOSE) if THINK_CLOSE in tokenizer.get_vocab() else None
     total = len(problems) * num_generations
-    bar = tqdm(total=total, initial=total - len(units), desc=f"sampling {settings['model']}", unit="rollout",
+    bar = tqdm(total=total, initial=total - len(units), desc=desc or f"sampling {settings['model']}", unit="rollout",
                disable=not progress)
     new_rows, pos, size, tokens = [], 0, batch_size, 0
     try:
         while pos < len(units):
             chunk = units[pos:pos + size]
             chunk_prompts = [prompts[i] for i, _ in chunk]
-            keys = [row_key(seed, problems[i].id, s, prompts[i]) for i, s in chunk]
+            keys = [row_key(seed, s, prompts[i]) for i, s in chunk]
             try:
                 completions = engine.run(chunk_prompts, keys, [i for i, _ in chunk])
             except Exception as e:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised

@@ -19,7 +19,7 @@ def chat_widget(model, tokenizer, question: str = "What is 478+396?", max_new_to
     import ipywidgets as w
 
     from qwqlab.chat import build_prompt, extract_boxed, split_think
-    from qwqlab.rollouts import generate
+    from qwqlab.decoding import generate
 
     prompt = w.Textarea(value=question, description="Prompt", layout=w.Layout(width="95%"))
     temperature = w.FloatSlider(value=0.6, min=0.0, max=1.5, step=0.05, description="temperature")

@@ -109,7 +109,7 @@ def check_nano(device: str, dry_run: bool, have_bnb: bool) -> dict:
     import torch
 
     from qwqlab.models import estimate_memory, load_model
-    from qwqlab.rollouts import generate
+    from qwqlab.decoding import generate
     from qwqlab.tasks import ArithmeticTask
 
     task = ArithmeticTask(split="test")

@@ -13,3 +13,17 @@ def nano():
     from qwqlab.models import load_model
     torch.set_num_threads(2)
     return load_model("qwq-nano", verbose=False)
+
+
+@pytest.fixture(scope="module")
+def fake():
+    """The one fake model: a real Qwen2 model with fixed bigram logits (``tests/fixtures/fake_lm.py``),
+    built in under a second, and its tokenizer, as ``(model, tokenizer)``; one per test module."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    from fake_lm import fake_model, fake_tokenizer
+
+    tok = fake_tokenizer()
+    return fake_model(tok), tok

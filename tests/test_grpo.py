@@ -175,13 +175,6 @@ def test_task_reward_grades_with_the_task():
 
 # ----------------------------------------------------------------------------- log-probs
 
-@pytest.fixture(scope="module")
-def fake():
-    from fixtures.fake_lm import fake_model, fake_tokenizer
-    tok = fake_tokenizer()
-    return fake_model(tok), tok
-
-
 def test_completion_logprobs_match_a_plain_forward_and_ignore_left_padding(fake):
     model, tok = fake
     short, long = tok("ab", add_special_tokens=False)["input_ids"], tok("What is 1+2", add_special_tokens=False)["input_ids"]
@@ -197,40 +190,6 @@ def test_completion_logprobs_match_a_plain_forward_and_ignore_left_padding(fake)
         expected = ref.gather(-1, torch.tensor(comp).unsqueeze(-1)).squeeze(-1)
         torch.testing.assert_close(logp[row], expected, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(ent[row], -(ref.exp() * ref).sum(-1), atol=1e-5, rtol=1e-5)
-
-
-# ----------------------------------------------------------------------------- rollouts.generate(engine="compact")
-
-def test_compact_engine_greedy_matches_transformers_generate(fake):
-    from qwqlab.rollouts import generate
-    model, tok = fake
-    task = ArithmeticTask(split="train")
-    prompts = [task.prompt(tok, p) for p in task.problems(3)]
-    hf, (hf_seqs, hf_plen) = generate(model, tok, prompts, 1, temperature=0, max_new_tokens=20, return_tensors=True)
-    ours, (seqs, plen) = generate(model, tok, prompts, 1, temperature=0, max_new_tokens=20, return_tensors=True,
-                                  engine="compact")
-    assert [g.text for g in ours] == [g.text for g in hf]
-    assert [(g.num_tokens, g.finish_reason, g.prompt_index, g.sample_index) for g in ours] == \
-        [(g.num_tokens, g.finish_reason, g.prompt_index, g.sample_index) for g in hf]
-    assert plen == hf_plen and torch.equal(seqs, hf_seqs)
-
-
-def test_compact_engine_samples_the_model_distribution(fake):
-    from qwqlab.rollouts import generate
-    model, tok = fake
-    prompt = ArithmeticTask(split="train").prompt(tok, ArithmeticTask(split="train").problems(1)[0])
-    ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
-    probs = torch.softmax(model(ids).logits[0, -1].float() / 0.8, -1)
-    gens = generate(model, tok, [prompt], 4000, temperature=0.8, top_p=1.0, top_k=0, max_new_tokens=1,
-                    seed=0, engine="compact")
-    counts = torch.bincount(torch.tensor([g.token_ids[0] if g.token_ids else tok.convert_tokens_to_ids("<|im_end|>")
-                                          for g in gens]), minlength=probs.numel()).float()
-    freq, n = counts / counts.sum(), counts.sum()
-    for i in torch.topk(probs, 5).indices:  # each of the likeliest tokens within 4 standard errors
-        assert abs(float(freq[i] - probs[i])) < 4 * math.sqrt(float(probs[i] * (1 - probs[i])) / n)
-    top = set(torch.topk(probs, 3).indices.tolist())
-    gens = generate(model, tok, [prompt], 200, temperature=1.0, top_k=3, top_p=1.0, max_new_tokens=1, engine="compact")
-    assert {(g.token_ids or [tok.convert_tokens_to_ids("<|im_end|>")])[0] for g in gens} <= top
 
 
 # ----------------------------------------------------------------------------- the loop on the fake
@@ -282,7 +241,7 @@ def test_one_step_is_the_hand_written_full_batch_gradient(fake, tmp_path):
     the model alone and unpadded. The gradient is read back from AdamW's first moment in the
     checkpoint (after one step, exp_avg = (1 - beta1) * grad)."""
     import copy
-    from qwqlab.rollouts import generate
+    from qwqlab.decoding import generate
     model, tok = fake
     task = ArithmeticTask(split="train")
     cfg = GRPOConfig(steps=1, learning_rate=0.01, max_grad_norm=None, num_prompts=3, num_generations=4,
@@ -301,7 +260,7 @@ def test_one_step_is_the_hand_written_full_batch_gradient(fake, tmp_path):
     by_hand = copy.deepcopy(model)
     prompts = [task.prompt(tok, p) for p in task.problems(cfg.steps * cfg.num_prompts)[:cfg.num_prompts]]
     gens, (seqs, plen) = generate(by_hand, tok, prompts, cfg.num_generations, temperature=1.0, top_p=1.0, top_k=0,
-                                  max_new_tokens=cfg.max_new_tokens, seed=0, return_tensors=True, engine="compact")
+                                  max_new_tokens=cfg.max_new_tokens, seed=0, return_tensors=True)
     adv = compute_advantages(reward([prompts[g.prompt_index] for g in gens], [g.text for g in gens]),
                              cfg.num_generations)
     total_tokens = sum(g.num_tokens for g in gens)
@@ -492,33 +451,19 @@ def test_4bit_lora_train_step_on_cpu(tmp_path):
 
 # ----------------------------------------------------------------------------- qwq-nano
 
-def test_compact_engine_greedy_matches_transformers_on_qwq_nano(nano):
-    """The fake's layers are zero, so this is the test of the KV cache: qwq-nano attends, and its
-    completions end at different lengths (rows leave the batch while others continue)."""
-    from qwqlab.rollouts import generate
-    model, tok = nano
-    task = ArithmeticTask(split="test")
-    prompts = [task.prompt(tok, p) for p in task.problems(12)]
-    prompts[3] = prompts[3].replace("What is", "Please, what is")  # a longer prompt: more left padding
-    hf = generate(model, tok, prompts, 1, temperature=0, max_new_tokens=64)
-    ours = generate(model, tok, prompts, 1, temperature=0, max_new_tokens=64, engine="compact")
-    assert len({g.num_tokens for g in hf}) > 1
-    assert [g.text for g in ours] == [g.text for g in hf]
-
-
 def test_shared_prefix_logprobs_equal_plain_ones_on_qwq_nano(nano):
     """Running each prompt once for all its completions gives the plain forward's log-probs,
     entropies and gradients (and the sampler's reported entropy)."""
     import copy
     from qwqlab.grpo import shared_prefix_logprobs
-    from qwqlab.rollouts import generate
+    from qwqlab.decoding import generate
     model, tok = nano
     model = copy.deepcopy(model)
     task = ArithmeticTask(split="train")
     prompts = [task.prompt(tok, p) for p in task.problems(3)]
     prompts[1] = prompts[1].replace("What is", "Please, what is")
     gens, (seqs, plen) = generate(model, tok, prompts, 2, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=40,
-                                  return_tensors=True, engine="compact")
+                                  return_tensors=True)
     tok.padding_side = "left"
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     lengths = torch.tensor([g.num_tokens for g in gens])
@@ -550,25 +495,6 @@ def test_one_step_on_qwq_nano_and_held_out_evaluation(nano, tmp_path):
         checkpoint_dir=str(tmp_path / "ck")))
     assert len(df) == 1 and 0 <= df["accuracy"].iloc[0] <= 1
     assert df["completion_tokens_mean"].iloc[0] > 0 and latest_checkpoint(tmp_path / "ck") is not None
-
-
-def test_compact_engine_reports_the_policy_entropy(fake):
-    from qwqlab.grpo import shared_prefix_logprobs
-    from qwqlab.rollouts import generate
-    model, tok = fake
-    task = ArithmeticTask(split="train")
-    prompts = [task.prompt(tok, p) for p in task.problems(2)]
-    gens, (seqs, plen) = generate(model, tok, prompts, 3, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=12,
-                                  return_tensors=True, engine="compact")
-    tok.padding_side = "left"
-    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    lengths = torch.tensor([g.num_tokens for g in gens])
-    mask = torch.arange(seqs.shape[1] - plen)[None] < lengths[:, None]
-    with torch.no_grad():
-        _, ent = shared_prefix_logprobs(model, enc["input_ids"], enc["attention_mask"],
-                                        torch.arange(2).repeat_interleave(3), seqs[:, plen:], mask, with_entropy=True)
-    expected = (ent * mask).sum(-1) / lengths
-    torch.testing.assert_close(torch.tensor([g.entropy for g in gens]), expected, atol=1e-4, rtol=1e-4)
 
 
 # ----------------------------------------------------------------------------- set-ups, recorded runs, scripts

@@ -1,4 +1,4 @@
-"""qwqlab.rollouts: keyed sampling, the tidy table, resuming after SIGKILL, OOM halving, vLLM path.
+"""qwqlab.rollouts: the tidy table, resuming after SIGKILL, OOM halving, vLLM path.
 
 Most tests run on a bigram fake (tests/fixtures/fake_lm.py: a real Qwen2 model with fixed
 logits, built in under a second); a few check properties on the bundled qwq-nano.
@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from qwqlab.chat import build_prompt, split_think
-from qwqlab.rollouts import (COLUMNS, ResumeError, RolloutFileBusy, RolloutStore, filter_logits, generate,
-                             keyed_uniform, row_key, sample, sample_next_tokens, weights_fingerprint)
+from qwqlab.decoding import generate
+from qwqlab.rollouts import COLUMNS, ResumeError, RolloutFileBusy, RolloutStore, sample, weights_fingerprint
 from qwqlab.tasks import ArithmeticTask, Problem
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -69,52 +69,6 @@ def table(model, tok, problems, task):
     return sample(model, tok, problems, task, batch_size=5, **SMALL)
 
 
-# ----------------------------------------------------------------------------- keyed sampling
-
-def test_keyed_noise_is_uniform_and_a_pure_function():
-    keys = torch.arange(4000)
-    ids = torch.arange(50).repeat(4000, 1)
-    u = keyed_uniform(keys, 7, ids)
-    assert 0 < u.min() and u.max() < 1
-    assert u.mean().item() == pytest.approx(0.5, abs=0.01)
-    assert torch.histc(u, bins=10, min=0, max=1).div(u.numel()).sub(0.1).abs().max() < 0.005
-    assert torch.equal(u[5:9], keyed_uniform(keys[5:9], 7, ids[5:9]))   # independent of the other rows
-    assert not torch.equal(u, keyed_uniform(keys, 8, ids))              # a new step, new noise
-
-
-@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, None, 1.0), (0.6, None, 1.0), (1.0, 3, 1.0),
-                                                     (1.0, None, 0.8), (0.7, 4, 0.9)])
-def test_sampled_tokens_follow_transformers_warpers(temperature, top_k, top_p):
-    """The reference: transformers' own temperature, top-k and top-p warpers, then softmax."""
-    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-
-    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -3.0]])
-    expected = TemperatureLogitsWarper(temperature)(None, logits.clone())
-    if top_k:
-        expected = TopKLogitsWarper(top_k)(None, expected)
-    if top_p < 1:
-        expected = TopPLogitsWarper(top_p)(None, expected)
-    expected = torch.softmax(expected, -1)[0]
-    n = 100_000
-    tokens = sample_next_tokens(logits.expand(n, -1), torch.arange(n), 0, temperature, top_k, top_p)
-    freq = torch.bincount(tokens, minlength=6).float() / n
-    assert (freq - expected).abs().max() < 0.006   # ~4 standard errors at n=1e5
-    assert freq[expected == 0].sum() == 0
-
-
-def test_filter_logits_and_greedy():
-    values, ids = filter_logits(torch.tensor([[0.0, 3.0, 1.0]]), 1.0, 2, 1.0)
-    assert ids.tolist() == [[1, 2]]
-    assert sample_next_tokens(torch.tensor([[0.0, 3.0, 1.0]]), torch.tensor([1]), 0, temperature=0).item() == 1
-
-
-def test_row_key_depends_on_every_part():
-    base = row_key(0, "p", 1, "prompt")
-    assert base == row_key(0, "p", 1, "prompt")
-    assert len({base, row_key(1, "p", 1, "prompt"), row_key(0, "q", 1, "prompt"), row_key(0, "p", 2, "prompt"),
-                row_key(0, "p", 1, "prompt!")}) == 5
-
-
 # ----------------------------------------------------------------------------- the table
 
 def test_table_has_glossary_columns_and_consistent_counts(table, problems):
@@ -154,12 +108,6 @@ def test_deterministic_for_a_seed_and_independent_of_batch_size(model, tok, prob
     pd.testing.assert_frame_equal(table.iloc[:6].reset_index(drop=True), one_by_one)
     other = sample(model, tok, problems, task, batch_size=12, **{**SMALL, "seed": 1})
     assert list(other["completion"]) != list(table["completion"])
-
-
-def test_own_loop_and_transformers_generate_give_the_same_rows(model, tok, problems, task, table):
-    """qwqlab's decoding loop against transformers' generate (with the same keyed sampling)."""
-    via_generate = sample(model, tok, problems, task, batch_size=5, backend="hf-generate", **SMALL)
-    pd.testing.assert_frame_equal(table, via_generate.assign(backend="hf"))
 
 
 def test_shorter_max_new_tokens_gives_prefixes(model, tok, problems, table):

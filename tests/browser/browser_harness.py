@@ -73,6 +73,25 @@ def server_env(**extra) -> dict:
     return env
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (parents before children), read from ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop(0)
+        found.append(p)
+        todo += sorted(children.get(p, []))
+    return found
+
+
 class Server:
     """A server process (JupyterLab or Voila) on 127.0.0.1, stopped by ``stop()``."""
 
@@ -106,18 +125,20 @@ class Server:
         raise TimeoutError(f"server not ready after {timeout} s; log {self.log}:\n{self.log.read_text()[-3000:]}")
 
     def dump_stacks(self) -> str:
-        """Every Python thread's stack in the server's kernels (``PYTHONFAULTHANDLER`` is set for
-        them, so SIGABRT prints it to this log), then the log's tail: for a page that never loads."""
-        out = subprocess.run(["pgrep", "-s", str(os.getsid(self.proc.pid)), "-f", "ipykernel"],
-                             capture_output=True, text=True).stdout.split()
-        for pid in out:
+        """Every Python thread's stack in the server and its kernels, then the log's tail: for a
+        page that never loads. ``PYTHONFAULTHANDLER`` is set for them, so SIGABRT prints the
+        stacks to this log. Kernels run in sessions of their own (jupyter_client starts them
+        with ``start_new_session``), so they are found as descendants, not by session."""
+        pids = descendants(self.proc.pid)
+        for pid in reversed(pids):  # kernels first, then Voila, then the ``qwqlab dashboard`` process
             try:
-                os.kill(int(pid), signal.SIGABRT)
+                os.kill(pid, signal.SIGABRT)
             except OSError:
                 pass
-        time.sleep(3)
+            time.sleep(1)
+        time.sleep(2)
         self._log_file.flush()
-        return self.log.read_text()[-12000:]
+        return f"(stacks of processes {pids})\n" + self.log.read_text()[-16000:]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

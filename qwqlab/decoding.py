@@ -1,0 +1,431 @@
+"""The one decoder: every sampled token in qwqlab comes out of ``decode``.
+
+``decode`` is one batched, KV-cached loop: each distinct prompt is prefilled once and its
+cache shared by all its samples, finished rows leave the batch, and each next token is
+picked by a token chooser (``KeyedChooser`` unless you pass your own). ``rollouts.sample``
+(and so notebooks 02, 03, 05 and the dashboards), ``grpo.train_grpo``,
+``grpo.evaluate_policy``, ``nano.measure`` and the chat widget all call it, through
+``generate`` or ``rollouts.sample``. The vLLM backend of ``rollouts.sample`` is the one
+alternative, behind the same interface.
+
+How the chooser draws its random numbers matters for three promises the lab makes:
+
+* **Deterministic for a seed**, on CPU bit for bit, and never through torch's global RNG
+  (nothing else in the process can shift it, and it shifts nothing else).
+* **Resumable**: killed at any point and restarted, ``sample`` reproduces the rows it had
+  not written.
+* **Independent of batching and of the caller**: another ``batch_size``, halving the batch
+  after an out-of-memory error, or calling ``generate`` instead of ``sample`` gives the
+  same completion for the same seed, prompt and sample index.
+
+So each completion gets its own key, a hash of ``(seed, sample_index, prompt)``
+(``row_key``), and each sampled token is chosen by the Gumbel-max trick (Gumbel 1954; as
+used for sampling in e.g. Kool et al. 2019, "Stochastic Beams and Where to Find Them"): the
+token maximising ``logit/T + g`` with ``g`` Gumbel noise, which is an exact draw from
+``softmax(logit/T)``. The noise is a counter-based hash of ``(key, step, token id)``
+(``keyed_uniform``), not an RNG stream. Temperature, top-k and top-p are applied first, in
+that order, as in transformers and vLLM. A side effect the notebooks use: runs that differ
+only in ``max_new_tokens`` share their prefixes, and runs at different temperatures share
+their noise ("common random numbers"), which makes curves over those settings smooth.
+
+>>> model, tok = load_model("qwq-nano")                                     # doctest: +SKIP
+>>> gens = generate(model, tok, [task.prompt(tok, p) for p in task.problems(4)], 8)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+_MASK32 = 0xFFFFFFFF
+
+
+@dataclass
+class Completion:
+    """What ``decode`` returns for one row."""
+    token_ids: list[int]        # generated tokens, the end-of-turn token removed
+    num_tokens: int             # tokens generated, the end-of-turn token included
+    finish_reason: str          # "stop" (end of turn) or "length" (hit max_new_tokens)
+    entropy: float | None = None  # mean entropy (nats) of the sampling distribution per token
+
+
+@dataclass
+class Generation:
+    """One completion from ``generate``: which prompt and sample it is, its text and tokens."""
+    prompt_index: int
+    sample_index: int
+    text: str
+    num_tokens: int
+    finish_reason: str  # "stop" (end of turn) or "length" (hit max_new_tokens)
+    token_ids: list[int]
+    entropy: float | None = None  # mean entropy of the sampling distribution per token (None when greedy)
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """Token ids that end a turn: the tokenizer's eos, plus ``<|im_end|>``/``<|endoftext|>`` if present."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    for t in ("<|im_end|>", "<|endoftext|>"):
+        i = tokenizer.convert_tokens_to_ids(t)
+        if isinstance(i, int) and i != getattr(tokenizer, "unk_token_id", None) and i >= 0:
+            ids.add(i)
+    return sorted(ids)
+
+
+# ----------------------------------------------------------------------------- keyed randomness
+
+def row_key(seed: int | None, sample_index: int, prompt: str) -> int:
+    """The 32-bit key that decides every random choice of one completion.
+
+    The prompt stands for the problem (it holds the question), so ``generate`` and
+    ``rollouts.sample`` give the same completion for the same seed, prompt and sample.
+    """
+    text = f"{seed}\x1f{sample_index}\x1f{prompt}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=4).digest(), "little")
+
+
+def _mul32(x, c: int):
+    # x * c mod 2**32 on int64 tensors without overflow: split x into 16-bit halves.
+    return (((x >> 16) * c & 0xFFFF) << 16) + (x & 0xFFFF) * c & _MASK32
+
+
+def _mix32(x):
+    """A 32-bit integer hash (Chris Wellons' "lowbias32"), elementwise on an int64 tensor."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def keyed_uniform(keys, step: int, token_ids):
+    """Uniform(0, 1) noise for ``(key, step, token id)``, shape of ``token_ids`` (rows x candidates).
+
+    A pure function of its arguments: the same key, step and token always get the same number.
+    """
+    import torch
+
+    keys = keys.to(token_ids.device, torch.int64)
+    base = _mix32(keys ^ _mix32(torch.full_like(keys, (step * 0x9E3779B9 + 0x7F4A7C15) & _MASK32)))
+    h = _mix32(base[:, None] ^ _mix32(token_ids.to(torch.int64) & _MASK32))
+    h = _mix32(h ^ 0x632BE5AB)
+    # The top 24 bits are exact in float32 and give u strictly inside (0, 1).
+    return ((h >> 8).to(torch.float32) + 0.5) / float(1 << 24)
+
+
+# ----------------------------------------------------------------------------- the token chooser
+
+def filter_logits(logits, temperature: float, top_k: int | None, top_p: float):
+    """Temperature, then top-k, then top-p, as transformers' and vLLM's samplers do.
+
+    Returns ``(scores, token_ids)``: per row the surviving candidates' scaled logits
+    (``-inf`` for those top-p removes), best first, and their token ids.
+    """
+    import torch
+
+    scores = logits.float() / temperature
+    k = scores.shape[-1] if not top_k or top_k <= 0 else min(int(top_k), scores.shape[-1])
+    values, ids = torch.topk(scores, k, dim=-1)  # sorted, best first
+    if top_p is not None and top_p < 1.0:
+        probs = torch.softmax(values, dim=-1)
+        mass_before = torch.cumsum(probs, dim=-1) - probs
+        # Keep the smallest prefix whose mass reaches top_p (the best token always survives).
+        values = values.masked_fill(mass_before >= top_p, float("-inf"))
+    return values, ids
+
+
+class KeyedChooser:
+    """Greedy (``temperature=0``) or a keyed draw from the filtered ``softmax(logits / T)``.
+
+    ``chooser(logits, keys, step)`` returns ``(tokens, entropy)``: one token per row and the
+    entropy of the distribution it was drawn from (``None`` when greedy). Any callable with
+    that signature can be passed to ``decode`` instead.
+    """
+
+    def __init__(self, temperature: float = 0.6, top_k: int | None = None, top_p: float = 1.0):
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        self.greedy = not temperature or temperature <= 0
+        # No top-k and no top-p: every token is a candidate, so no sort is needed (the keyed
+        # noise depends on the token id, not its rank, so the draw is the same).
+        self.plain = not self.greedy and (not top_k or top_k <= 0) and (top_p is None or top_p >= 1.0)
+
+    def __call__(self, logits, keys, step: int):
+        import torch
+
+        if self.greedy:
+            return logits.argmax(dim=-1), None
+        if self.plain:
+            values = logits.float() / self.temperature
+            ids = torch.arange(values.shape[-1], device=values.device).expand_as(values)
+        else:
+            values, ids = filter_logits(logits, self.temperature, self.top_k, self.top_p)
+        u = keyed_uniform(keys, step, ids)
+        choice = (values - torch.log(-torch.log(u))).argmax(dim=-1, keepdim=True)
+        logp = torch.log_softmax(values, dim=-1)
+        entropy = -(logp.exp() * logp.clamp(min=-1e4)).sum(-1)
+        return ids.gather(-1, choice).squeeze(-1), entropy
+
+
+def sample_next_tokens(logits, keys, step: int, temperature: float = 0.6, top_k: int | None = None,
+                       top_p: float = 1.0):
+    """One token per row drawn from the filtered ``softmax(logits / temperature)``, keyed by ``keys``.
+
+    Gumbel-max: ``argmax(score + G)``, ``G = -log(-log(U))``, is a draw from ``softmax(score)``.
+    ``temperature=0`` is greedy.
+    """
+    return KeyedChooser(temperature, top_k, top_p)(logits, keys, step)[0]
+
+
+# ----------------------------------------------------------------------------- speed-ups inside the loop
+
+def cache_kwarg(model) -> str:
+    """transformers renamed ``past_key_values`` to ``cache`` (5.x); the name this model takes."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _buffered_cache():
+    """A ``DynamicCache`` whose layers write each new token's keys and values into buffers with
+    spare room, instead of concatenating (a copy of the whole cache per token and layer).
+    Falls back to a plain ``DynamicCache`` on transformers versions without cache layers."""
+    from transformers import DynamicCache
+
+    try:
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:
+        return DynamicCache()
+
+    class BufferedLayer(DynamicLayer):
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+                self._used, self._buffers = 0, None
+            q = key_states.shape[-2]
+            if self._buffers is None or self._used + q > self._buffers[0].shape[-2]:
+                self._reallocate(self._used + q, key_states)
+            kb, vb = self._buffers
+            kb[:, :, self._used:self._used + q] = key_states
+            vb[:, :, self._used:self._used + q] = value_states
+            self._used += q
+            self.keys, self.values = kb[:, :, :self._used], vb[:, :, :self._used]
+            return self.keys, self.values
+
+        def _reallocate(self, need, like):
+            b, h, _, d = like.shape
+            room = max(need + 64, 2 * need)
+            kb, vb = like.new_empty((b, h, room, d)), like.new_empty((b, h, room, d))
+            if self._used:
+                kb[:, :, :self._used], vb[:, :, :self._used] = self.keys, self.values
+            self._buffers = (kb, vb)
+            self.keys, self.values = kb[:, :, :self._used], vb[:, :, :self._used]
+
+        def _rebuffer(self):  # after the batch changed shape: copy the kept rows into new buffers
+            if self.is_initialized and self._used:
+                self._buffers = None
+                self._reallocate(self._used, self.keys)
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            super().batch_repeat_interleave(repeats)
+            self._rebuffer()
+
+        def batch_select_indices(self, indices) -> None:
+            super().batch_select_indices(indices)
+            self._rebuffer()
+
+    cache = DynamicCache()
+    if getattr(cache, "layer_class_to_replicate", None) is not DynamicLayer or cache.layers:
+        return cache
+    cache.layer_class_to_replicate = BufferedLayer
+    return cache
+
+
+_DECODE_ATTENTION = "qwqlab_decode"
+_decode_attention_ok: bool | None = None
+
+
+def _register_decode_attention() -> bool:
+    """Register qwqlab's one-query attention with transformers (once); False where it cannot."""
+    global _decode_attention_ok
+    if _decode_attention_ok is not None:
+        return _decode_attention_ok
+    try:
+        import torch
+        from transformers import AttentionInterface
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    except ImportError:
+        _decode_attention_ok = False
+        return False
+
+    def decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
+                         **kwargs):
+        # Decoding sends one query per row; SDPA's CPU kernels are slow at that shape, and
+        # two small matmuls over the key/value heads (no copies for grouped-query attention)
+        # are not. Everything else goes to SDPA, with the same (SDPA) mask.
+        if query.shape[2] != 1 or dropout or kwargs.get("output_attentions") or kwargs.get("softcap") is not None:
+            return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                          scaling=scaling, is_causal=is_causal, **kwargs)
+        b, h, _, d = query.shape
+        kv_heads = key.shape[1]
+        scores = torch.matmul(query.reshape(b, kv_heads, h // kv_heads, d), key.transpose(-1, -2))
+        scores = scores * (scaling if scaling is not None else d ** -0.5)
+        if attention_mask is not None:
+            m = attention_mask[..., -1:, :key.shape[2]].reshape(b, 1, 1, -1)
+            scores = scores.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else scores + m
+        out = torch.matmul(torch.softmax(scores, dim=-1), value)  # (b, kv_heads, groups, d)
+        return out.reshape(b, h, 1, d).transpose(1, 2), None
+
+    AttentionInterface.register(_DECODE_ATTENTION, decode_attention)
+    AttentionMaskInterface.register(_DECODE_ATTENTION, sdpa_mask)
+    _decode_attention_ok = True
+    return True
+
+
+class _DecodeAttention:
+    """While decoding, switch a model that uses SDPA to ``decode_attention``; restore it after."""
+
+    def __init__(self, model):
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.config = getattr(base, "config", None)
+
+    def __enter__(self):
+        self.switched = (self.config is not None and getattr(self.config, "_attn_implementation", None) == "sdpa"
+                         and not getattr(self.config, "sub_configs", None) and _register_decode_attention())
+        if self.switched:
+            self.config._attn_implementation = _DECODE_ATTENTION
+        return self
+
+    def __exit__(self, *exc):
+        if self.switched:
+            self.config._attn_implementation = "sdpa"
+        return False
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def encode_left(tokenizer, prompts: list[str], device=None):
+    """Tokenize ``prompts`` padded on the left, so every row's new tokens start at the same column."""
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tokenizer.padding_side = old_side
+    return enc.to(device) if device is not None else enc
+
+
+def model_device(model):
+    dev = getattr(model, "device", None)
+    return dev if dev is not None else next(model.parameters()).device
+
+
+def decode(model, tokenizer, prompts: list[str], keys: list[int], max_new_tokens: int, chooser=None,
+           return_sequences: bool = False):
+    """Decode one completion per entry of ``prompts`` (repeat a prompt for several samples).
+
+    Args:
+        prompts: the rendered prompts, one per completion; equal prompts are prefilled once.
+        keys: one ``row_key`` per completion: what ``chooser`` draws with.
+        max_new_tokens: a completion that reaches it ends with ``finish_reason="length"``.
+        chooser: ``chooser(logits, keys, step) -> (tokens, entropy or None)``; default
+            ``KeyedChooser()`` (temperature 0.6, no top-k or top-p).
+        return_sequences: also return ``(sequences, prompt_length)``: the left-padded prompts
+            and the new tokens (padded after the end of turn), for computing log-probs.
+
+    Returns:
+        A ``Completion`` per prompt, in order (and the sequences, if asked).
+    """
+    import torch
+
+    if len(keys) != len(prompts):
+        raise ValueError(f"decode needs one key per prompt: {len(prompts)} prompts, {len(keys)} keys")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    chooser = chooser or KeyedChooser()
+    distinct = list(dict.fromkeys(prompts))
+    position_of = {p: i for i, p in enumerate(distinct)}
+    enc = encode_left(tokenizer, distinct, model_device(model))
+    device = enc["input_ids"].device
+    expand = torch.tensor([position_of[p] for p in prompts], device=device)
+    key_tensor = torch.tensor(keys, dtype=torch.int64, device=device)
+    stops = stop_token_ids(tokenizer)
+    stop_t = torch.tensor(stops, device=device)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    n, cache_kw = len(prompts), cache_kwarg(model)
+    new = torch.full((n, max_new_tokens), pad, dtype=torch.long, device=device)
+    entropy = torch.zeros(n, device=device)
+    has_entropy, steps = False, 0
+    with torch.inference_mode(), _DecodeAttention(model):
+        cache = _buffered_cache()
+        mask = enc["attention_mask"]
+        prefill = dict(input_ids=enc["input_ids"], attention_mask=mask, use_cache=True,
+                       position_ids=(mask.cumsum(-1) - 1).clamp(min=0), **{cache_kw: cache})
+        try:  # only the last position's logits are needed (saves a vocab-sized matmul per prompt token)
+            out = model(**prefill, logits_to_keep=1)
+        except TypeError:  # an older model class without logits_to_keep
+            out = model(**prefill)
+        if len(distinct) < n:
+            cache.batch_select_indices(expand)  # one prefill per distinct prompt, shared by its samples
+        logits, mask = out.logits[:, -1].float()[expand], mask[expand]
+        position = mask.sum(-1)
+        rows = torch.arange(n, device=device)  # batch row -> output row
+        alive = torch.ones(n, dtype=torch.bool, device=device)
+        for t in range(max_new_tokens):
+            token, ent = chooser(logits, key_tensor[rows], t)
+            live = rows[alive]
+            new[live, t] = token[alive]
+            if ent is not None:
+                entropy[live] += ent[alive].float()
+                has_entropy = True
+            steps = t + 1
+            alive &= ~torch.isin(token, stop_t)
+            if t == max_new_tokens - 1 or not alive.any():
+                break
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            # Finished rows leave the batch (and the KV cache) once they are an eighth of it:
+            # copying the cache costs more than carrying a few dead rows for a while.
+            if (~alive).sum() * 8 >= len(alive):
+                keep = alive.nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                mask, rows, token, position, alive = mask[keep], rows[keep], token[keep], position[keep], alive[keep]
+            out = model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None],
+                        use_cache=True, **{cache_kw: cache})
+            position = position + 1
+            logits = out.logits[:, -1].float()
+    new = new[:, :steps]
+    stop_set, entropies = set(stops), entropy.tolist()
+    completions = []
+    for row, ids in enumerate(new.tolist()):
+        end = next((i for i, t in enumerate(ids) if t in stop_set), None)
+        kept = ids[:end] if end is not None else ids
+        num = len(kept) + (end is not None)
+        completions.append(Completion(kept, num, "stop" if end is not None else "length",
+                                      entropies[row] / max(1, num) if has_entropy else None))
+    if not return_sequences:
+        return completions
+    return completions, (torch.cat([enc["input_ids"][expand], new], dim=1), enc["input_ids"].shape[1])
+
+
+def generate(model, tokenizer, prompts: list[str], num_generations: int = 1, temperature: float = 0.6,
+             top_p: float = 0.95, top_k: int | None = 40, max_new_tokens: int = 128,
+             seed: int | None = 0, return_tensors: bool = False):
+    """``num_generations`` completions for each prompt through ``decode``, as ``Generation`` objects.
+
+    Prompt-major order (all samples of prompt 0, then prompt 1, ...). ``temperature=0`` means
+    greedy. For the same seed, prompt and sample index the completion is the one
+    ``rollouts.sample`` draws. With ``return_tensors`` also ``(sequences, prompt_length)``
+    for computing log-probs (``grpo.train_grpo``).
+    """
+    if not prompts:
+        return ([], None) if return_tensors else []
+    G = num_generations
+    rows = [p for p in prompts for _ in range(G)]
+    keys = [row_key(seed, s, p) for p in prompts for s in range(G)]
+    result = decode(model, tokenizer, rows, keys, max_new_tokens, KeyedChooser(temperature, top_k, top_p),
+                    return_sequences=return_tensors)
+    completions, tensors = result if return_tensors else (result, None)
+    gens = [Generation(i // G, i % G, tokenizer.decode(c.token_ids, skip_special_tokens=False), c.num_tokens,
+                       c.finish_reason, c.token_ids, c.entropy) for i, c in enumerate(completions)]
+    return (gens, tensors) if return_tensors else gens
