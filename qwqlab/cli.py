@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _train_nano(args):
@@ -20,9 +21,15 @@ def _train_nano(args):
 
 
 def _measure_nano(args):
-    from qwqlab.nano import measure
+    from qwqlab.nano import measure, write_model_card
+    from qwqlab.paths import nano_dir
 
-    print(json.dumps(measure(args.model, num_problems=args.eval_problems, seed=args.seed), indent=2))
+    report = measure(args.model, num_problems=args.eval_problems, seed=args.seed)
+    print(json.dumps(report, indent=2))
+    if args.write:
+        folder = nano_dir() if args.model == "qwq-nano" else Path(args.model)
+        summary = json.loads((folder / "training_summary.json").read_text())
+        print(f"model card rewritten: {write_model_card(folder, summary, report)}")
 
 
 def _figures(args):
@@ -113,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", default="qwq-nano")
     m.add_argument("--eval-problems", type=int, default=1000)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--write", action="store_true",
+                   help="rewrite the checkpoint's measured.json and model card (README.md) with the new figures")
     m.set_defaults(func=_measure_nano)
 
     f = sub.add_parser("figures", help="run every notebook headless and write its figures")

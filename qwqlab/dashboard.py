@@ -87,7 +87,8 @@ def build_rollouts(num_problems: int = 16, num_generations: int = 8, seed: int =
 
 
 def build_reward(num_problems: int = 16, num_generations: int = 8, seed: int = 0):
-    """Notebook 03's reward explorer on fresh qwq-nano rollouts at temperature 1, as RL samples them."""
+    """Notebook 03's reward explorer on fresh qwq-nano rollouts sampled as ``train_grpo`` samples them
+    (``GRPOConfig``'s temperature 1, no top-p or top-k): the same rollouts as the lengths page."""
     from qwqlab.models import load_model
     from qwqlab.rollouts import sample
     from qwqlab.tasks import ArithmeticTask
@@ -97,7 +98,7 @@ def build_reward(num_problems: int = 16, num_generations: int = 8, seed: int = 0
     model, tokenizer = load_model("qwq-nano", verbose=False)
     task = ArithmeticTask(split="test", seed=seed)
     rollouts = sample(model, tokenizer, task.problems(num_problems), task, num_generations=num_generations,
-                      temperature=1.0, max_new_tokens=96, seed=seed, progress=False)
+                      temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=96, seed=seed, progress=False)
     return reward_explorer(rollouts, tokenizer=tokenizer, weights={"accuracy": 1.0, "format": 0.2, "kimi_length": 0.5})
 
 

@@ -260,24 +260,6 @@ def test_synthetic_rollouts_are_deterministic():
     assert 0 < a["correct"].mean() < 1
 
 
-def test_rollouts_from_generations_grades_with_the_task():
-    from qwqlab.rollouts import Generation
-    from qwqlab.tasks import ArithmeticTask
-
-    task = ArithmeticTask(split="test")
-    problems = task.problems(2)
-    a, b = problems[0].meta["a"], problems[0].meta["b"]
-    gens = [Generation(0, 0, f"so {a + b}\n</think>\n\nThe answer is \\boxed{{{a + b}}}.", 9, "stop", []),
-            Generation(1, 0, "1+1", 3, "length", [])]
-    df = L.rollouts_from_generations(gens, problems, task, tokenizer=None, temperature=1.0)
-    assert df["correct"].tolist() == [1.0, 0.0]
-    assert df["is_truncated"].tolist() == [False, True]
-    assert df["temperature"].tolist() == [1.0, 1.0]
-    assert df["problem_id"].tolist() == [problems[0].id, problems[1].id]
-
-
-# ----------------------------------------------------------------------------- load_traces
-
 def write_jsonl(path, records, trailing_newline=True):
     text = "\n".join(json.dumps(r) for r in records) + ("\n" if trailing_newline else "")
     path.write_text(text)
