@@ -717,7 +717,7 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
     """Train ``model`` with GRPO on ``task``'s problems; returns the per-step log as a DataFrame.
 
     Each step: draw ``num_prompts`` problems, sample ``num_generations`` completions each
-    (``qwqlab.rollouts.generate``), score them with ``reward_funcs`` (TRL signature; default
+    (``qwqlab.decoding.generate``), score them with ``reward_funcs`` (TRL signature; default
     the task's grader), turn rewards into advantages (``compute_advantages``), and take one
     AdamW step on the clipped surrogate (+ ``beta`` x KL to a frozen reference).
 
