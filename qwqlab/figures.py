@@ -9,7 +9,6 @@ injecting parameters after the cell tagged ``parameters`` (papermill's conventio
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import time

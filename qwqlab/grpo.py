@@ -752,7 +752,6 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
     from tqdm.auto import tqdm
 
     from qwqlab.decoding import generate
-    from qwqlab.tasks.base import Problem
 
     cfg = config or GRPOConfig()
     if cfg.num_threads:

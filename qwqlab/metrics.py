@@ -157,7 +157,6 @@ class Evaluation(NamedTuple):
 
 
 def _regrade(df, task):
-    from qwqlab.rollouts import _judge
     from qwqlab.tasks.base import Problem
 
     scores, notes = [], []
@@ -165,7 +164,7 @@ def _regrade(df, task):
         gold = getattr(row, "gold_answer", None)
         gold = None if gold is None or (isinstance(gold, float) and math.isnan(gold)) else str(gold)
         problem = Problem(str(row.problem_id), str(getattr(row, "question", "")), gold)
-        s, note = _judge(task, row.completion, problem)
+        s, note = task.judge(row.completion, problem)
         scores.append(np.nan if s is None else float(s))
         notes.append(note)
     df = df.copy()

@@ -805,3 +805,74 @@ def plot_token_weights(table, title: str = "How the loss weighs a completion: GR
     fig.tight_layout()
     pfig.update_layout(title=title, template="plotly_white")
     return fig, pfig
+
+
+def plot_missing_premise(summary, title: str = "When a premise is missing: longer responses, and does it say so?"):
+    """Two panels from ``traces.missing_premise_summary``: mean response tokens per model as posed
+    and with a premise removed, and the share of missing-premise questions where the model says
+    the question cannot be answered (the source's judge label 0)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    models = list(summary["model"])
+    x = np.arange(len(models))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    a1.bar(x - 0.2, summary["completion_tokens_normal"], 0.4, label="as posed")
+    a1.bar(x + 0.2, summary["completion_tokens_missing"], 0.4, label="premise removed")
+    for i, r in enumerate(summary["completion_ratio"]):
+        a1.text(i + 0.2, summary["completion_tokens_missing"].iloc[i], f"x{r:.1f}", ha="center", va="bottom",
+                fontsize=8)
+    a1.set_ylabel("mean response tokens (QwQ-32B's tokenizer)")
+    a1.set_title("Response length")
+    a2.bar(x, summary["abstain_rate"], 0.5, color="tab:green", label="says it cannot be answered")
+    a2.bar(x, summary["answers_anyway_rate"], 0.5, bottom=summary["abstain_rate"], color="tab:red",
+           label="gives the original answer anyway")
+    a2.set_ylim(0, 1.05)
+    a2.set_ylabel("share of missing-premise questions")
+    a2.set_title("What it does when it cannot know")
+    for ax in (a1, a2):
+        ax.set_xticks(x, [m.replace("DeepSeek-R1-Distill-Qwen-32B", "R1-Distill-32B") for m in models],
+                      fontsize=8, rotation=15)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    pfig = make_subplots(rows=1, cols=2, subplot_titles=("Response length", "What it does when it cannot know"))
+    pfig.add_bar(x=models, y=summary["completion_tokens_normal"], name="as posed", row=1, col=1)
+    pfig.add_bar(x=models, y=summary["completion_tokens_missing"], name="premise removed", row=1, col=1,
+                 text=[f"x{r:.1f}" for r in summary["completion_ratio"]])
+    pfig.add_bar(x=models, y=summary["abstain_rate"], name="says it cannot be answered", row=1, col=2)
+    pfig.add_bar(x=models, y=summary["answers_anyway_rate"], name="gives the original answer anyway", row=1, col=2)
+    pfig.update_layout(title=title, barmode="group", template="plotly_white")
+    pfig.update_yaxes(range=[0, 1.05], row=1, col=2)
+    return fig, pfig
+
+
+def plot_thinking_efficiency(summary, title: str = "Thinking efficiency by MATH level (first correct / all thinking)"):
+    """``traces.efficiency_summary(by=("model", "level"))``: token efficiency and reasoning tokens
+    per level, a line per model."""
+    import matplotlib.pyplot as plt
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.6))
+    pfig = make_subplots(rows=1, cols=2, subplot_titles=("token efficiency", "thinking tokens"))
+    for model, g in summary.groupby("model", sort=False):
+        g = g.sort_values("level")
+        a1.plot(g["level"].astype(str), g["token_efficiency"], marker="o", label=model)
+        a2.plot(g["level"].astype(str), g["reasoning_tokens"], marker="o", label=model)
+        pfig.add_scatter(x=g["level"].astype(str), y=g["token_efficiency"], mode="lines+markers", name=model,
+                         row=1, col=1, legendgroup=model)
+        pfig.add_scatter(x=g["level"].astype(str), y=g["reasoning_tokens"], mode="lines+markers", name=model,
+                         row=1, col=2, legendgroup=model, showlegend=False)
+    a1.set_ylim(0, 1.05)
+    a1.set_ylabel("first-correct tokens / thinking tokens")
+    a2.set_ylabel("mean thinking tokens")
+    for ax in (a1, a2):
+        ax.set_xlabel("MATH level")
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    pfig.update_layout(title=title, template="plotly_white")
+    return fig, pfig

@@ -24,7 +24,7 @@ import re
 import warnings
 from typing import Callable, Sequence
 
-from qwqlab.chat import THINK_CLOSE, THINK_OPEN, extract_boxed, split_think
+from qwqlab.chat import THINK_CLOSE, THINK_OPEN, extract_boxed
 from qwqlab.grading import CallBudget, answers_match, grade  # noqa: F401 - answers_match re-exported: the one grader
 
 RewardFunc = Callable[..., list]

@@ -470,15 +470,6 @@ def _count_tokens(tokenizer, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
 
 
-def _judge(task, completion: str, problem: Problem) -> tuple[float | None, str]:
-    if hasattr(task, "judge"):
-        return task.judge(completion, problem)
-    if problem.answer is None:
-        return None, "no gold answer"
-    score = task.grade(completion, problem)
-    return score, "" if score is not None else f"{getattr(task, 'name', 'task')} could not grade it"
-
-
 def _make_row(c: Completion, problem: Problem, sample_index: int, prompt: str, tokenizer, task,
               think_close_id: int | None, settings: dict) -> dict:
     text = tokenizer.decode(c.token_ids, skip_special_tokens=False)
@@ -493,10 +484,7 @@ def _make_row(c: Completion, problem: Problem, sample_index: int, prompt: str, t
         think_tokens, answer_tokens = last, len(ids) - last - 1
     else:  # </think> is several tokens for this tokenizer: count the texts instead
         think_tokens, answer_tokens = _count_tokens(tokenizer, parts.thinking), _count_tokens(tokenizer, parts.answer)
-    if task is not None and hasattr(task, "extract_answer"):
-        extracted = task.extract_answer(text)
-    else:
-        extracted = extract_boxed(parts.answer)
+    extracted = task.extract_answer(text) if task is not None else extract_boxed(parts.answer)
     row = {
         "problem_id": problem.id, "sample_index": sample_index, "question": problem.question,
         "gold_answer": problem.answer, "prompt": prompt, "completion": text, "thinking": parts.thinking,
@@ -505,7 +493,7 @@ def _make_row(c: Completion, problem: Problem, sample_index: int, prompt: str, t
         "is_truncated": c.finish_reason == "length",
     }
     if task is not None:
-        row["correct"], row["grade_note"] = _judge(task, text, problem)
+        row["correct"], row["grade_note"] = task.judge(text, problem)
     row.update(settings)
     return row
 

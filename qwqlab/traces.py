@@ -70,13 +70,23 @@ def mip_traces_path() -> Path:
     return data_dir() / "traces" / "mip_math52.jsonl.gz"
 
 
+def efficiency_path() -> Path:
+    """The thinking-efficiency metrics of the bundled traces' ``normal`` split, measured by
+    ``scripts/measure_thinking_efficiency.py`` (``efficiency_table`` on every row: about a
+    minute of sympy on 2 cores, too slow to redo in a notebook)."""
+    return data_dir() / "traces" / "mip_math52_efficiency.csv"
+
+
 # ----------------------------------------------------------------------------- grading
 
+@lru_cache(maxsize=1 << 16)
 def grade_answer(predicted: str | None, gold: str | None) -> float | None:
     """qwqlab's grader on one answer: 1.0 equal, 0.0 not, ``None`` if gold cannot be judged.
 
     The only place this module grades: everything here (``correct``, first-correct search)
     goes through it, so a change of the package's grader is a change of this one line.
+    Memoised: a thinking states the same candidate many times, and each Math-Verify
+    comparison costs tens of milliseconds of sympy.
     """
     from qwqlab.grading import answers_match
 
@@ -268,6 +278,28 @@ def efficiency_table(traces: pd.DataFrame, tokenizer=None) -> pd.DataFrame:
     return out
 
 
+#: The columns ``efficiency_table`` returns, in order.
+EFFICIENCY_COLUMNS = ("reasoning_tokens", "first_correct_tokens", "reflection_tokens", "token_efficiency",
+                      "thought_switches", "first_correct_found", "first_correct_answer", "first_correct_char")
+_KEYS = ["model", "split", "problem_index"]
+
+
+def load_efficiency(traces: pd.DataFrame, path: str | Path | None = None) -> pd.DataFrame:
+    """``efficiency_table(traces)``, read from the measured file (``efficiency_path()``) for the
+    rows it holds and computed for the others; indexed like ``traces``."""
+    file = Path(path) if path else efficiency_path()
+    known = pd.read_csv(file, keep_default_na=False, na_values=[""]) if file.exists() else pd.DataFrame(columns=_KEYS)
+    keys = traces[_KEYS].astype({"model": str, "split": str}).reset_index()
+    merged = keys.merge(known.astype({"model": str, "split": str}), on=_KEYS, how="left").set_index("index")
+    todo = merged["reasoning_tokens"].isna() if "reasoning_tokens" in merged else pd.Series(True, index=merged.index)
+    out = merged.reindex(columns=list(EFFICIENCY_COLUMNS))
+    if todo.any():
+        out.loc[todo] = efficiency_table(traces.loc[todo.index[todo]]).reindex(columns=list(EFFICIENCY_COLUMNS))
+    out["first_correct_found"] = out["first_correct_found"].astype(bool)
+    out.index.name = traces.index.name
+    return out.loc[traces.index]
+
+
 def efficiency_summary(traces: pd.DataFrame, by=("model", "level"), per_row: pd.DataFrame | None = None) -> pd.DataFrame:
     """Mean thinking-efficiency metrics per group (ThinkBench averages per subset, here per
     ``by``), with ``n`` and the share of rows where a correct answer was found in the thinking.
@@ -288,3 +320,32 @@ def efficiency_summary(traces: pd.DataFrame, by=("model", "level"), per_row: pd.
         thought_switches=("thought_switches", "mean"),
         first_correct_found=("first_correct_found", "mean"),
     ).reset_index()
+
+
+def missing_premise_summary(traces: pd.DataFrame) -> pd.DataFrame:
+    """Per model: how much longer it thinks when a premise is missing, and how often it says so.
+
+    For each model with both splits: the mean thinking (and whole-response) tokens on the
+    problems as posed and with a premise removed, their ratio, and on the missing-premise
+    problems the share the source's judge labels 0 (the model says the question lacks
+    information: abstains) and 1 (it still gives the original problem's answer, which it
+    cannot know). Fan et al. 2025 ("Missing Premise exacerbates Overthinking") report these
+    from the same files.
+    """
+    rows = []
+    for model, g in traces.groupby("model", sort=False):
+        normal, missing = g[g["split"] == "normal"], g[g["split"] == "missing_premise"]
+        if normal.empty or missing.empty:
+            continue
+        think_n, think_m = normal["think_tokens"].mean(), missing["think_tokens"].mean()
+        rows.append({
+            "model": model, "n": len(missing),
+            "think_tokens_normal": think_n, "think_tokens_missing": think_m,
+            "think_ratio": think_m / think_n if think_n else np.nan,
+            "completion_tokens_normal": normal["completion_tokens"].mean(),
+            "completion_tokens_missing": missing["completion_tokens"].mean(),
+            "completion_ratio": missing["completion_tokens"].mean() / normal["completion_tokens"].mean(),
+            "abstain_rate": float((missing["judge_label"] == 0).mean()),
+            "answers_anyway_rate": float((missing["judge_label"] == 1).mean()),
+        })
+    return pd.DataFrame(rows)

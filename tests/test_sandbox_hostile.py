@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import threading
 import time
 import uuid
 import warnings

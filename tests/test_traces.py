@@ -75,3 +75,94 @@ def test_first_correct_answer_at_a_known_token(qwq_bpe):
     assert late["first_correct_char"] == len("maybe 45? no: 12+35 = 47")
     none = thinking_efficiency(["I get 45"], ["47"]).iloc[0]
     assert not none["first_correct_found"] and none["first_correct_tokens"] == 0 and none["token_efficiency"] == 0
+
+
+# ----------------------------------------------------------------------------- measured efficiency, missing premises
+
+def test_the_measured_efficiency_file_equals_a_recomputation(traces):
+    """The bundled efficiency metrics (scripts/measure_thinking_efficiency.py) are what the code
+    computes now: a few rows recomputed, one of them without a correct answer in its thinking."""
+    from qwqlab.traces import EFFICIENCY_COLUMNS, efficiency_path, efficiency_table, load_efficiency
+
+    assert efficiency_path().exists(), "run scripts/measure_thinking_efficiency.py"
+    normal = traces[(traces["split"] == "normal") & traces["model"].isin(["QwQ-32B", "DeepSeek-R1"])]
+    stored = load_efficiency(normal)
+    assert len(stored) == len(normal) and stored["reasoning_tokens"].notna().all()
+    assert (stored["reasoning_tokens"] == normal["think_tokens"]).all()  # the same QwQ-32B token counts
+    missing = stored.index[~stored["first_correct_found"]]
+    sample = list(stored.sort_values("reasoning_tokens").index[:3]) + list(missing[:1])
+    fresh = efficiency_table(normal.loc[sample])
+    for col in EFFICIENCY_COLUMNS:
+        for a, b in zip(stored.loc[sample, col], fresh[col]):
+            assert (a == b) or (isinstance(a, float) and isinstance(b, float) and abs(a - b) < 1e-5) or \
+                (a != a and b != b) or (a in (None, "") and b is None), (col, a, b)
+
+
+def test_load_efficiency_computes_rows_the_file_lacks(traces, tmp_path):
+    from qwqlab.traces import efficiency_table, load_efficiency
+
+    rows = traces[(traces["split"] == "normal") & (traces["model"] == "QwQ-32B")].sort_values("think_tokens").head(2)
+    got = load_efficiency(rows, path=tmp_path / "absent.csv")
+    want = efficiency_table(rows)
+    assert list(got.index) == list(rows.index)
+    assert list(got["first_correct_tokens"]) == list(want["first_correct_tokens"])
+
+
+def test_missing_premise_summary_matches_a_plain_count(raw_rows):
+    from qwqlab.traces import missing_premise_summary
+
+    table = missing_premise_summary(load_mip_traces(markers=(), grade=False)).set_index("model")
+    for model in MODELS:
+        normal = [r for r in raw_rows if r["model"] == model and r["split"] == "normal"]
+        missing = [r for r in raw_rows if r["model"] == model and r["split"] == "missing_premise"]
+        ratio = (sum(r["completion_tokens"] for r in missing) / len(missing)) / \
+            (sum(r["completion_tokens"] for r in normal) / len(normal))
+        assert table.loc[model, "completion_ratio"] == pytest.approx(ratio)
+        assert table.loc[model, "abstain_rate"] == pytest.approx(sum(r["judge_label"] == 0 for r in missing) / 52)
+        assert table.loc[model, "answers_anyway_rate"] == pytest.approx(
+            sum(r["judge_label"] == 1 for r in missing) / 52)
+    # the lesson notebook 05 draws: the RL-trained model thinks longer and abstains less than its sibling
+    assert table.loc["QwQ-32B", "completion_ratio"] > 1 > table.loc["Qwen2.5-32B-Instruct", "completion_ratio"]
+    assert table.loc["QwQ-32B", "abstain_rate"] < table.loc["Qwen2.5-32B-Instruct", "abstain_rate"]
+
+
+# ----------------------------------------------------------------------------- the notebook-05 widgets on the traces
+
+def test_length_explorer_filters_models_and_split(traces):
+    from qwqlab.widgets import length_explorer
+
+    w = length_explorer(traces, by="model", bins=4, filters={"model": "many", "split": "one"})
+    assert set(w.shown["split"].astype(str)) == {"normal"} and w.shown["model"].nunique() == 4
+    w.controls["model"].value = ("QwQ-32B", "DeepSeek-R1")
+    assert set(w.shown["model"].astype(str)) == {"QwQ-32B", "DeepSeek-R1"}
+    assert set(w.report.markers["model"].astype(str)) == {"QwQ-32B", "DeepSeek-R1"}
+    normal_wait = w.report.markers.query("model == 'QwQ-32B' and marker == 'wait'")["count"].item()
+    w.controls["split"].value = "missing_premise"
+    assert set(w.shown["split"].astype(str)) == {"missing_premise"}
+    plain = sum(len(re.findall(r"\bwait\b", t, re.I)) for t in
+                traces[(traces["model"] == "QwQ-32B") & (traces["split"] == "missing_premise")]["thinking"])
+    assert w.report.markers.query("model == 'QwQ-32B' and marker == 'wait'")["count"].item() == plain != normal_wait
+    w.controls["model"].value = ()
+    assert w.shown.empty and w.report is None  # says so instead of failing
+    with pytest.raises(KeyError, match="no column"):
+        length_explorer(traces, filters={"modle": "many"})
+
+
+def test_trace_reader_shows_two_models_on_one_problem(traces):
+    from qwqlab.widgets import trace_reader
+
+    r = trace_reader(traces, markers=["wait", "alternatively"])
+    left, right = r.rows
+    assert (left["model"], right["model"]) == ("QwQ-32B", "DeepSeek-R1")
+    assert left["problem_index"] == right["problem_index"] == 0 and left["split"] == "normal"
+    waits = len(re.findall("wait|alternatively", left["thinking"], re.I))
+    assert r.panels[0].value.count("<mark>") == waits + len(re.findall("wait|alternatively", left["answer_text"], re.I))
+    assert f"{int(left['think_tokens']):,} thinking tokens" in r.panels[0].value and "<details>" in r.panels[0].value
+    r.controls["problem"].value = 7
+    r.controls["split"].value = "missing_premise"
+    r.controls["right"].value = "Qwen2.5-32B-Instruct"
+    left, right = r.rows
+    assert left["problem_index"] == right["problem_index"] == 7 and right["split"] == "missing_premise"
+    assert right["model"] == "Qwen2.5-32B-Instruct" and "0 thinking tokens" in r.panels[1].value
+    with pytest.raises(ValueError, match="no rows for"):
+        trace_reader(traces, models=("QwQ-32B", "GPT-5"))

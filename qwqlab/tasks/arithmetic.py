@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 
 from qwqlab.chat import THINK_CLOSE, build_prompt, format_answer
-from qwqlab.grading import grade
+from qwqlab.grading import extract_answer, grade
 from qwqlab.tasks.base import Problem
 
 #: How often each reasoning habit appears in qwq-nano's training traces.
@@ -119,6 +119,17 @@ class ArithmeticTask:
 
     def prompt(self, tokenizer, problem: Problem) -> str:
         return build_prompt(tokenizer, problem.question)
+
+    def extract_answer(self, completion: str) -> str | None:
+        """The last ``\\boxed{}`` after the thinking (``grading.extract_answer``); ``None`` if truncated."""
+        return extract_answer(completion)
+
+    def judge(self, completion: str, problem: Problem) -> tuple[float | None, str]:
+        """``(score, note)``: the grade, and a note when there is no gold answer or no answer."""
+        if problem.answer is None:
+            return None, "no gold answer"
+        score = self.grade(completion, problem)
+        return score, "" if self.extract_answer(completion) is not None else "no answer after the thinking (truncated?)"
 
     def grade(self, completion: str, problem: Problem) -> float | None:
         if problem.answer is None:

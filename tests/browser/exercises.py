@@ -202,3 +202,31 @@ def exercise_any_slider(page, reader, max_sliders: int = 8) -> str:
             handle.scroll_into_view_if_needed()
             return f"slider {i} {value} -> {readout.inner_text()} changed {', '.join(changed)}"
     raise AssertionError(f"none of {min(count, max_sliders)} sliders changed any output")
+
+
+def exercise_trace_reader(page, reader) -> str:
+    """Another problem picked: both panes show it; the thinking unfolds with markers highlighted."""
+    box = ".qwqlab-trace-reader"
+    page.locator(box).first.scroll_into_view_if_needed()
+    read = lambda: reader.snapshot(box)  # noqa: E731
+    before = read()
+    assert "QwQ-32B" in before["text"] and "DeepSeek-R1" in before["text"], before["text"][:300]
+    problem = page.locator(f"{box} .widget-dropdown select").first
+    old = problem.input_value()
+    options = problem.locator("option").all_inner_texts()
+    problem.select_option(label=options[3])
+    after = wait_for_change(read, before, keys=("text",))
+    assert problem.input_value() != old and after["text"] != before["text"], "the panes did not change"
+    summary = page.locator(f"{box} details summary").first
+    summary.click()
+    marks = page.locator(f"{box} details[open] mark")
+    marks.first.wait_for(timeout=10_000)
+    count = marks.count()
+    assert count > 0, "no reflection marker highlighted in the unfolded thinking"
+    _in_view(page, box)
+    return f"problem {options[3][:30]!r}: both panes redrawn; thinking unfolded with {count} markers highlighted"
+
+
+def exercise_lengths_and_traces(page, reader) -> str:
+    """Notebook 05: qwq-nano's length explorer, then the side-by-side reader of QwQ-32B's traces."""
+    return exercise_lengths(page, reader) + "; " + exercise_trace_reader(page, reader)

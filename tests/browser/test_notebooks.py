@@ -19,8 +19,8 @@ import nbformat
 import pytest
 
 from browser_harness import LabPage, shutdown_sessions
-from exercises import (exercise_any_slider, exercise_benchmarks, exercise_lengths, exercise_memory, exercise_reward,
-                       exercise_rollout_sampling, exercise_training_monitor)
+from exercises import (exercise_any_slider, exercise_benchmarks, exercise_lengths_and_traces, exercise_memory,
+                       exercise_reward, exercise_rollout_sampling, exercise_training_monitor)
 from qwqlab.figures import NOTEBOOK_DIR, inject_parameters, list_notebooks
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -53,7 +53,7 @@ SPECS: dict[str, Spec] = {
     "05_reasoning_length": Spec(
         {"NUM_PROBLEMS": 12, "NUM_GENERATIONS": 4, "MAX_NEW_TOKENS": 64,  # a few seconds of sampling
          "MAX_RUNS": 1, "NUM_BUCKETS": 3},
-        exercise_lengths),
+        exercise_lengths_and_traces),
     "06_benchmark_plots": Spec(
         {"SCATTER_BENCHMARKS": ["AIME24"]},  # one scatter instead of two, for speed
         exercise_benchmarks),
