@@ -167,7 +167,7 @@ def add_results(table: pd.DataFrame, own: pd.DataFrame | Iterable[Mapping] | Map
         else:
             own[k] = own[k].fillna(v)
     own["source_title"] = own["source_title"].fillna(own["source"]) if "source_title" in own.columns else own["source"]
-    own["score_text"] = own["score"].map(lambda s: f"{s:g}")
+    own["score_text"] = own["score"].map(lambda s: f"{round(s, 1):g}")  # 94.2, not 94.2308
     return pd.concat([table, own], ignore_index=True)
 
 
