@@ -181,10 +181,11 @@ def plot_benchmark_bars(table, benchmarks=None, models=None, metric="pass@1", hi
         upper = [(c["top"] - c["y"]) if c["top"] is not None else (c["ci"][1] - c["y"]) if c["ci"] else 0
                  for c in cs]
         lower = [(c["y"] - c["ci"][0]) if c["ci"] else 0 for c in cs]
+        shapes = ["/" if m in own else "x" if c["top"] is not None else "" for c in cs]
         pfig.add_bar(x=[ticks[benchmarks.index(b)].replace("\n", "<br>") for b in bs], y=[c["y"] for c in cs], name=m,
                      marker_color=colors[m], text=[c["text"] for c in cs], textposition="outside",
                      customdata=[c["hover"] for c in cs],
-                     marker_pattern_shape=["/" if m in own else "x" if c["top"] is not None else "" for c in cs],
+                     marker_pattern_shape=shapes[0] if len(set(shapes)) == 1 else shapes,
                      error_y={"type": "data", "array": upper, "arrayminus": lower, "visible": True} if has_err else None,
                      hovertemplate=f"{m}<br>%{{x}}: %{{customdata}}<extra></extra>")
     pfig.update_layout(barmode="group", title=title, yaxis_title=ylabel, yaxis_range=[0, 105],

@@ -55,6 +55,10 @@ SOURCES = {
 BENCHMARKS = ("AIME24", "AIME", "AIME25", "GPQA-Diamond", "GPQA", "MATH-500", "LiveCodeBench 2408-2502",
               "LiveCodeBench 2408-2501", "LiveCodeBench", "LiveBench", "IFEval", "BFCL")
 
+#: The metrics a headline comparison shows side by side (each benchmark has one of them; cons@64 is left
+#: to be asked for).
+HEADLINE_METRICS = ("pass@1", "prompt-strict accuracy", "not stated")
+
 #: The statuses a row of the table (or an ``add_results`` row) can have.
 STATUSES = ("published", "disputed", "misattributed", "own")
 
