@@ -271,3 +271,38 @@ def test_benchmark_explorer_follows_its_controls():
     assert len(box.figures) == 2
     box.controls["models"].value = ()
     assert box.table is None and box.figures == []
+
+
+def test_trace_results_score_the_lab_s_own_grading_with_an_interval():
+    from qwqlab.metrics import bootstrap_ci
+
+    # A small fake of load_mip_traces' output: model A right on 3 of 4 problems, B on 1 of 4.
+    fake = pd.DataFrame({"model": ["A"] * 4 + ["B"] * 4 + ["A"], "split": ["normal"] * 8 + ["missing_premise"],
+                         "correct": [1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0],
+                         "judge_label": [1, 1, 1, 1, 2, 2, 1, 2, 0]})
+    rows = R.trace_results(fake).set_index("model")
+    assert rows.index.tolist() == ["A (this lab)", "B (this lab)"]    # never a published model's name
+    assert rows["score"].tolist() == [75.0, 25.0] and rows["n"].tolist() == [4, 4]
+    low, high = bootstrap_ci([1.0, 1.0, 0.0, 1.0])
+    assert (rows.loc["A (this lab)", "ci_low"], rows.loc["A (this lab)", "ci_high"]) == (100 * low, 100 * high)
+    assert set(rows["benchmark"]) == {R.TRACES_BENCHMARK} and "52-problem" in R.TRACES_BENCHMARK
+    assert "judge says 100.0%" in rows.loc["A (this lab)", "note"]
+
+    table = R.add_results(R.load_published(), rows.reset_index())
+    own = table[table["model"].str.endswith("(this lab)")]
+    assert set(own["status"]) == {"own"} and set(own["source"]) == {rows["source"].iloc[0]}
+    assert not R.load_published()["model"].str.contains("this lab").any()  # the published table holds none
+    assert set(table.loc[table["status"] != "own", "benchmark"]).isdisjoint({R.TRACES_BENCHMARK})
+
+
+def test_own_results_include_the_bundled_traces():
+    from qwqlab.traces import MODELS, load_mip_traces
+
+    rows = R.own_results(nano=False)
+    assert rows["model"].tolist() == [f"{m} (this lab)" for m in MODELS]
+    normal = load_mip_traces(markers=()).query("split == 'normal'")
+    for m, r in zip(MODELS, rows.itertuples()):
+        graded = normal.loc[normal["model"] == m, "correct"].dropna()
+        assert r.n == len(graded) == 52
+        assert r.score == pytest.approx(100 * graded.sum() / len(graded))
+        assert r.ci_low <= r.score <= r.ci_high
