@@ -127,7 +127,8 @@ def plot_benchmark_bars(table, benchmarks=None, models=None, metric="pass@1", hi
         ci = (rows[["ci_low", "ci_high"]].iloc[0].tolist() if {"ci_low", "ci_high"} <= set(rows.columns)
               and rows[["ci_low", "ci_high"]].notna().all(axis=None) else None)
         bar[(m, b)] = {"y": low, "top": rows["score"].max() if disputed else None, "ci": ci,
-                       "text": " / ".join(rows["score_text"]) + " (disputed)" if disputed else rows["score_text"].iloc[0],
+                       "text": (" / ".join(rows["score_text"]) + " (disputed)") if disputed
+                       else rows["score_text"].iloc[0],
                        "hover": disputed_text(rows) if disputed else rows["score_text"].iloc[0]}
     own = set(t.loc[status == "own", "model"])
     own_models = [m for m in models if m in own]

@@ -59,7 +59,8 @@ def test_benchmark_bars_never_show_a_disputed_figure_as_one_number(table):
 
 
 def test_benchmark_bars_draw_own_confidence_intervals():
-    own = pd.DataFrame([{"model": "lab run", "benchmark": "MATH subset", "score": 75.0, "ci_low": 60.0, "ci_high": 85.0}])
+    own = pd.DataFrame([{"model": "lab run", "benchmark": "MATH subset", "score": 75.0,
+                         "ci_low": 60.0, "ci_high": 85.0}])
     t = R.add_results(R.load_published(), own)
     static, interactive = P.plot_benchmark_bars(t, benchmarks=["MATH subset"])
     (bar,) = interactive.data

@@ -161,7 +161,8 @@ def test_parameter_counts_are_computed_from_the_configs():
     assert set(counts["model"]) == {"QwQ-32B", "DeepSeek-R1-Distill-Qwen-32B"} and counts["agrees"].all()
     for r in raw[raw["config"] != ""].itertuples():
         assert float(r.params_total_b) == round(count_parameters(r.config) / 1e9, 1)
-        assert r.params.startswith(f"{float(r.params_total_b):g}B") and f"{count_parameters(r.config):,}" in r.params_source
+        assert r.params.startswith(f"{float(r.params_total_b):g}B")
+        assert f"{count_parameters(r.config):,}" in r.params_source
     for r in raw[raw["config"] == ""].itertuples():                     # no config: the count is cited
         assert r.params_source, r.model
     assert (raw.groupby("model")["params_total_b"].nunique() == 1).all()
@@ -246,7 +247,8 @@ def test_wide_leaves_empty_cells_empty():
     assert w.loc["QwQ-32B", "AIME25"] == 69.5
     assert math.isnan(w.loc["QwQ-32B", "GPQA-Diamond"])  # no source gives one: not 65.2
     assert R.wide(R.load_published(), metric="cons@64").loc["DeepSeek-R1-Distill-Qwen-32B", "AIME24"] == 83.3
-    sub = R.wide(R.load_published(), metric=R.HEADLINE_METRICS, models=["OpenAI o1-mini"], benchmarks=["IFEval", "AIME24"])
+    sub = R.wide(R.load_published(), metric=R.HEADLINE_METRICS, models=["OpenAI o1-mini"],
+                 benchmarks=["IFEval", "AIME24"])
     assert sub.columns.tolist() == ["IFEval", "AIME24"] and sub.index.tolist() == ["OpenAI o1-mini"]
 
 
