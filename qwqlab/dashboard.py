@@ -117,11 +117,11 @@ def build_lengths(num_problems: int = 16, num_generations: int = 8, seed: int = 
 
 
 def build_benchmarks():
-    """Notebook 06's explorer on the published results, with qwq-nano's own figure when measured."""
+    """Notebook 06's explorer on the published results, with the lab's own measurements (qwq-nano, the traces)."""
     from qwqlab import results
     from qwqlab.widgets import benchmark_explorer
 
-    own = results.nano_results()
+    own = results.own_results()
     table = results.add_results(results.load_published(), own)
     return benchmark_explorer(table, own=own if len(own) else None)
 

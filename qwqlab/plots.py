@@ -9,6 +9,7 @@ Static images are matplotlib's: plotly's own static export needs Chromium.
 from __future__ import annotations
 
 import math
+import textwrap
 
 # ----------------------------------------------------------------------------- models (notebook 01)
 
@@ -68,6 +69,7 @@ def plot_footprints(table, title: str = "qwq-nano: measured against estimated we
 HIGHLIGHT_COLOR = "#6f42c1"
 PEER_COLORS = ("#8fa3bf", "#c9a77c", "#9fc5a8", "#d8a0a6", "#b7b7b7", "#a3c4dc", "#e0c97f", "#b39ddb")
 OWN_COLOR = "#e67e22"  # the user's own runs, in every plot
+OWN_SHADES = (OWN_COLOR, "#f5b041", "#a04000", "#f8c471", "#ca6f1e", "#fae5d3")  # several own runs side by side
 OUTCOME_COLORS = {"correct": "#2e8b57", "incorrect": "#c0392b", "ungraded": "#999999"}
 
 
@@ -85,68 +87,115 @@ def _groups(df, by):
 
 # ----------------------------------------------------------------------------- benchmarks (notebook 06)
 
-def plot_benchmark_bars(table, benchmarks=None, models=None, metric: str = "pass@1", highlight: str | None = "QwQ-32B",
+def plot_benchmark_bars(table, benchmarks=None, models=None, metric="pass@1", highlight: str | None = "QwQ-32B",
                         title: str | None = None):
     """Grouped bars in the style of the QwQ-32B announcement: one group per benchmark, a bar per model.
 
     ``table`` is ``qwqlab.results.load_published()`` (optionally with ``add_results`` rows,
-    drawn hatched as "own"). The ``highlight`` model is drawn in purple and every bar
-    carries its score. A model with no published figure for a benchmark gets no bar: the
-    gap is the honest answer (see published_results.md: "leave a cell empty rather than guess").
+    drawn hatched orange as "own", with their ``ci_low`` / ``ci_high`` as error bars).
+    ``metric`` is one metric or several; with several, each benchmark's label says which
+    metric its bars are. The ``highlight`` model is drawn in purple and every bar carries its
+    score. A model with no published figure for a benchmark gets no bar: the gap is the honest
+    answer (see published_results.md: "leave a cell empty rather than guess"). A disputed
+    figure (``status == "disputed"``) is a cross-hatched bar up to the lowest source's number,
+    a bracket up to the highest, labelled with every source's number.
     """
     import matplotlib.pyplot as plt
     import numpy as np
+    import pandas as pd
     import plotly.graph_objects as go
 
-    from qwqlab.results import BENCHMARKS
+    from qwqlab.results import BENCHMARKS, disputed_text, metrics_of
 
-    t = table[table["metric"] == metric]
+    metrics = metrics_of(metric)
+    t = table[table["metric"].isin(metrics)]
     models = list(models) if models is not None else list(dict.fromkeys(t["model"]))
     if benchmarks is None:
         present = set(t["benchmark"])
         benchmarks = [b for b in BENCHMARKS if b in present] + sorted(present - set(BENCHMARKS))
     benchmarks = list(benchmarks)
     t = t[t["model"].isin(models) & t["benchmark"].isin(benchmarks)]
-    score = {(r.model, r.benchmark): r.score for r in t.itertuples()}
-    # Labels show each score as published ("50.0", not "50").
-    text = dict(zip(zip(t["model"], t["benchmark"]),
-                    t["score_text"] if "score_text" in t.columns else t["score"].map(lambda v: f"{v:g}")))
-    own = set(t.loc[t["status"] == "own", "model"]) if "status" in t.columns else set()
-    colors = {**_model_colors(models, highlight), **{m: OWN_COLOR for m in own}}
-    title = title or f"Published {metric} scores (%)"
+    if "score_text" not in t.columns:
+        t = t.assign(score_text=t["score"].map(lambda v: f"{v:g}"))
+    status = t["status"] if "status" in t.columns else pd.Series("published", index=t.index)
+    # One bar per (model, benchmark): its height, label (as published: "50.0", not "50"),
+    # the top of a disputed range and an own run's interval.
+    bar = {}
+    for (m, b), rows in t.groupby(["model", "benchmark"], sort=False):
+        disputed = (status[rows.index] == "disputed").any()
+        low = rows["score"].min()
+        ci = (rows[["ci_low", "ci_high"]].iloc[0].tolist() if {"ci_low", "ci_high"} <= set(rows.columns)
+              and rows[["ci_low", "ci_high"]].notna().all(axis=None) else None)
+        bar[(m, b)] = {"y": low, "top": rows["score"].max() if disputed else None, "ci": ci,
+                       "text": (" / ".join(rows["score_text"]) + " (disputed)") if disputed
+                       else rows["score_text"].iloc[0],
+                       "hover": disputed_text(rows) if disputed else rows["score_text"].iloc[0]}
+    own = set(t.loc[status == "own", "model"])
+    own_models = [m for m in models if m in own]
+    colors = {**_model_colors(models, highlight),
+              **{m: OWN_SHADES[k % len(OWN_SHADES)] for k, m in enumerate(own_models)}}
+    title = title or f"Published {', '.join(metrics)} scores (%)"
+    if len(metrics) > 1:
+        shown = {b: " / ".join(dict.fromkeys(t.loc[t["benchmark"] == b, "metric"])) for b in benchmarks}
+        ticks = [f"{b}\n({shown[b]})" if shown[b] else b for b in benchmarks]
+    else:
+        ticks = list(benchmarks)
+    ticks = ["\n".join(textwrap.fill(part, 16) for part in tick.split("\n")) for tick in ticks]
+    ylabel = f"{metrics[0]} (%)" if len(metrics) == 1 else "score (%)"
 
     width = 0.8 / max(1, len(models))
-    fig, ax = plt.subplots(figsize=(min(14.0, max(7.0, 0.3 * len(benchmarks) * max(1, len(models)) + 2)), 4.4))
+    fig, ax = plt.subplots(figsize=(min(16.0, max(7.0, 0.3 * len(benchmarks) * max(1, len(models)) + 2)), 4.6))
     x = np.arange(len(benchmarks))
     for i, m in enumerate(models):
-        xs = [x[j] + (i - (len(models) - 1) / 2) * width for j, b in enumerate(benchmarks) if (m, b) in score]
-        ys = [score[(m, b)] for b in benchmarks if (m, b) in score]
-        bars = ax.bar(xs, ys, width=width * 0.95, color=colors[m], label=m, hatch="//" if m in own else None,
+        cells = [(x[j] + (i - (len(models) - 1) / 2) * width, bar[(m, b)]) for j, b in enumerate(benchmarks)
+                 if (m, b) in bar]
+        if not cells:
+            continue
+        xs, cs = [c[0] for c in cells], [c[1] for c in cells]
+        bars = ax.bar(xs, [c["y"] for c in cs], width=width * 0.95, color=colors[m], label=m,
+                      hatch=["//" if m in own else "xx" if c["top"] is not None else None for c in cs],
                       edgecolor="white" if m not in own else "black", linewidth=0.5)
-        ax.bar_label(bars, labels=[text[(m, b)] for b in benchmarks if (m, b) in score], fontsize=6.5, padding=1,
+        for xi, c in zip(xs, cs):
+            if c["top"] is not None:  # the disputed range: from the lowest source's number to the highest
+                ax.plot([xi - width * 0.4, xi + width * 0.4, xi + width * 0.4, xi - width * 0.4],
+                        [c["y"], c["y"], c["top"], c["top"]], color="black", lw=0.8, ls="--")
+            if c["ci"] is not None:
+                ax.errorbar([xi], [c["y"]], yerr=[[c["y"] - c["ci"][0]], [c["ci"][1] - c["y"]]], fmt="none",
+                            ecolor="black", elinewidth=0.8, capsize=2)
+        ax.bar_label(bars, labels=[c["text"] for c in cs], fontsize=6.5, padding=1,
                      fontweight="bold" if m == highlight else "normal", rotation=90 if len(models) > 4 else 0)
-    ax.set_xticks(x, benchmarks)
+    ax.set_xticks(x, ticks, fontsize=7 if len(metrics) > 1 else None)
     ax.set_ylim(0, 112)
-    ax.set_ylabel(f"{metric} (%)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(fontsize=7, ncol=min(4, max(1, len(models))), loc="upper center", bbox_to_anchor=(0.5, -0.1),
+    ax.legend(fontsize=7, ncol=min(4, max(1, len(models))), loc="upper center", bbox_to_anchor=(0.5, -0.14),
               frameon=False)
 
     pfig = go.Figure()
     for m in models:
-        bs = [b for b in benchmarks if (m, b) in score]
-        ys = [score[(m, b)] for b in bs]
-        pfig.add_bar(x=bs, y=ys, name=m, marker_color=colors[m], text=[text[(m, b)] for b in bs],
-                     textposition="outside", marker_pattern_shape="/" if m in own else "",
-                     hovertemplate=f"{m}<br>%{{x}}: %{{y}}<extra></extra>")
-    pfig.update_layout(barmode="group", title=title, yaxis_title=f"{metric} (%)", yaxis_range=[0, 105],
-                       xaxis={"categoryorder": "array", "categoryarray": benchmarks},
+        bs = [b for b in benchmarks if (m, b) in bar]
+        if not bs:
+            continue
+        cs = [bar[(m, b)] for b in bs]
+        has_err = any(c["top"] is not None or c["ci"] is not None for c in cs)
+        upper = [(c["top"] - c["y"]) if c["top"] is not None else (c["ci"][1] - c["y"]) if c["ci"] else 0
+                 for c in cs]
+        lower = [(c["y"] - c["ci"][0]) if c["ci"] else 0 for c in cs]
+        shapes = ["/" if m in own else "x" if c["top"] is not None else "" for c in cs]
+        pfig.add_bar(x=[ticks[benchmarks.index(b)].replace("\n", "<br>") for b in bs], y=[c["y"] for c in cs], name=m,
+                     marker_color=colors[m], text=[c["text"] for c in cs], textposition="outside",
+                     customdata=[c["hover"] for c in cs],
+                     marker_pattern_shape=shapes[0] if len(set(shapes)) == 1 else shapes,
+                     error_y={"type": "data", "array": upper, "arrayminus": lower, "visible": True} if has_err else None,
+                     hovertemplate=f"{m}<br>%{{x}}: %{{customdata}}<extra></extra>")
+    pfig.update_layout(barmode="group", title=title, yaxis_title=ylabel, yaxis_range=[0, 105],
+                       xaxis={"categoryorder": "array", "categoryarray": [k.replace("\n", "<br>") for k in ticks]},
                        legend={"orientation": "h", "y": -0.15}, template="plotly_white")
     return fig, pfig
 
 
-def plot_size_efficiency(table, benchmark: str = "GPQA-Diamond", metric: str = "pass@1", own=None,
+def plot_size_efficiency(table, benchmark: str = "GPQA-Diamond", metric="pass@1", own=None,
                          models=None, title: str | None = None):
     """Score against parameters (log axis): how much model each point of score costs.
 
@@ -154,14 +203,20 @@ def plot_size_efficiency(table, benchmark: str = "GPQA-Diamond", metric: str = "
     a line: filled at its *active* parameters (compute per token) and hollow at its *total*
     (memory). Models with undisclosed sizes cannot be placed and are listed under the plot.
     ``own`` rows (``qwqlab.results.add_results`` / ``nano_results``) are drawn as stars at
-    their own benchmark's score, labelled with it, whatever ``benchmark`` is.
+    their own benchmark's score, labelled with it, whatever ``benchmark`` is. ``metric`` is one
+    metric or several (as in ``plot_benchmark_bars``); a disputed figure is drawn once per
+    source, each labelled "disputed" with its source.
     """
     import matplotlib.pyplot as plt
     import pandas as pd
     import plotly.graph_objects as go
 
+    from qwqlab.results import metrics_of
+
+    metrics = metrics_of(metric)
+    metric = ", ".join(metrics)
     all_models = set(table.loc[table["status"] != "own", "model"]) if "status" in table.columns else set(table["model"])
-    t = table[(table["benchmark"] == benchmark) & (table["metric"] == metric)]
+    t = table[(table["benchmark"] == benchmark) & table["metric"].isin(metrics)]
     if "status" in t.columns:
         t = t[t["status"] != "own"]
     if models is not None:
@@ -215,8 +270,9 @@ def plot_size_efficiency(table, benchmark: str = "GPQA-Diamond", metric: str = "
                              hovertemplate=f"{r.model}<br>{r.params_total_b:g}B params<br>{benchmark}: "
                                            f"{r.score:g} ({r.source})<extra></extra>")
         ax.scatter([r.params_active_b], [r.score], color=color, s=50, zorder=3)
-        label(f"{r.model} ({r.score:g}" + (f"; {r.params_active_b:g}B active, {r.params_total_b:g}B total)"
-                                            if moe else ")"), r.params_active_b, r.score)
+        disputed = f"; disputed, {r.source}" if getattr(r, "status", "") == "disputed" else ""
+        label(f"{r.model} ({r.score:g}{disputed}" + (f"; {r.params_active_b:g}B active, {r.params_total_b:g}B total)"
+                                                      if moe else ")"), r.params_active_b, r.score)
     for r in own.itertuples():
         x = getattr(r, "params_total_b", float("nan"))
         if x != x:  # NaN: an own run without a size cannot be placed either

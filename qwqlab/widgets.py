@@ -261,17 +261,21 @@ def trace_reader(traces, models=("QwQ-32B", "DeepSeek-R1"), markers=None, split:
 # ----------------------------------------------------------------------------- notebook 06
 
 def benchmark_explorer(table, benchmarks=None, models=None, scatter_benchmark: str = "GPQA-Diamond",
-                       own=None):
+                       own=None, metric=None):
     """Pick benchmarks and models; the grouped bars, the size-efficiency scatter and the table follow.
 
     ``table`` is ``qwqlab.results.load_published()`` (plus ``add_results`` rows). Controls
     (``.controls``): ``benchmarks``, ``models`` (multiple selection), ``scatter`` (the
-    benchmark the scatter plots). After each change ``.table`` holds the wide table shown
-    and ``.figures`` the matplotlib figures; ``.update()`` recomputes without a click.
+    benchmark the scatter plots). ``metric``: one or several (default
+    ``qwqlab.results.HEADLINE_METRICS``: pass@1, IFEval's prompt-strict accuracy, and the
+    figures whose source names no metric). After each change ``.table`` holds the wide table
+    shown and ``.figures`` the matplotlib figures; ``.update()`` recomputes without a click.
     """
     import ipywidgets as w
 
-    from qwqlab.results import BENCHMARKS
+    from qwqlab.results import BENCHMARKS, HEADLINE_METRICS
+
+    metric = HEADLINE_METRICS if metric is None else metric
 
     present = set(table["benchmark"])
     all_benchmarks = [b for b in BENCHMARKS if b in present] + sorted(present - set(BENCHMARKS))
@@ -298,9 +302,9 @@ def benchmark_explorer(table, benchmarks=None, models=None, scatter_benchmark: s
                 print("Pick at least one benchmark and one model.")
             box.table, box.figures = None, []
             return
-        shown = wide(table, models=chosen_m, benchmarks=chosen_b)
-        figs = [plot_benchmark_bars(table, benchmarks=chosen_b, models=chosen_m)[0],
-                plot_size_efficiency(table, benchmark=scatter.value, models=chosen_m, own=own)[0]]
+        shown = wide(table, metric=metric, models=chosen_m, benchmarks=chosen_b)
+        figs = [plot_benchmark_bars(table, benchmarks=chosen_b, models=chosen_m, metric=metric)[0],
+                plot_size_efficiency(table, benchmark=scatter.value, models=chosen_m, own=own, metric=metric)[0]]
         out.clear_output(wait=True)
         with out:
             display(shown)

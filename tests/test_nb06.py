@@ -20,7 +20,10 @@ def test_notebook_06_runs_and_writes_its_figures(tmp_path):
         assert e["data_sha256"]
         for f in e["files"]:
             assert (tmp_path / f).stat().st_size > 1000, f
-    assert "test-run" in (tmp_path / "benchmark_bars.html").read_text()  # own runs are overlaid
+    bars = (tmp_path / "benchmark_bars.html").read_text()
+    assert "test-run" in bars  # own runs are overlaid
+    assert "QwQ-32B (this lab)" in bars and "52-problem" in bars  # the lab's traces, in their own column
+    assert "44.0 \\u002f 50.0 (disputed)" in bars or "44.0 / 50.0 (disputed)" in bars  # both numbers, neither as fact
     text = "\n".join(o.get("text", "") + json.dumps(o.get("data", {})) for c in nb.cells if c.cell_type == "code"
                      for o in c.get("outputs", []))
     assert "QwQ-preview-blog" in text and "69.5" in text  # the claims shown against their sources

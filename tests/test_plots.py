@@ -33,16 +33,41 @@ def table():
 
 
 def test_benchmark_bars_draw_only_published_cells(table):
-    static, interactive = P.plot_benchmark_bars(table, benchmarks=["AIME24", "AIME25", "GPQA-Diamond"],
+    static, interactive = P.plot_benchmark_bars(table, benchmarks=["AIME24", "AIME", "AIME25", "GPQA-Diamond", "GPQA"],
                                                 models=["QwQ-32B", "QwQ-32B-Preview", "DeepSeek-R1"])
     traces = {t.name: t for t in interactive.data}
     assert list(traces["QwQ-32B"].x) == ["AIME24", "AIME25"]          # no GPQA bar: no source gives one
-    assert list(traces["QwQ-32B-Preview"].x) == ["AIME24", "GPQA-Diamond"]
-    assert list(traces["QwQ-32B-Preview"].text) == ["50.0", "65.2"]    # labels as published, not "50"
+    assert "QwQ-32B-Preview" not in traces                             # its blog names no metric: not pass@1
     assert traces["QwQ-32B"].marker.color == P.HIGHLIGHT_COLOR
     ax = static.axes[0]
     heights = sorted(round(b.get_height(), 1) for b in ax.patches)
-    assert heights == sorted([79.5, 69.5, 50.0, 65.2, 79.8, 71.5])
+    assert heights == sorted([79.5, 69.5, 79.8, 71.5])
+    _, both = P.plot_benchmark_bars(table, benchmarks=["AIME24", "AIME", "GPQA"], metric=["pass@1", "not stated"],
+                                    models=["QwQ-32B", "QwQ-32B-Preview"])
+    preview = {t.name: t for t in both.data}["QwQ-32B-Preview"]
+    assert list(preview.x) == ["AIME<br>(not stated)", "GPQA<br>(not stated)"]  # each label says its metric
+    assert list(preview.text) == ["50.0", "65.2"]                      # labels as published, not "50"
+
+
+def test_benchmark_bars_never_show_a_disputed_figure_as_one_number(table):
+    static, interactive = P.plot_benchmark_bars(table, benchmarks=["AIME24"], models=["QwQ-32B-Preview (re-evaluated)"])
+    (bar,) = interactive.data
+    assert list(bar.text) == ["44.0 / 50.0 (disputed)"] and bar.marker.pattern.shape == "x"
+    assert list(bar.y) == [44.0] and list(bar.error_y.array) == [pytest.approx(6.0)]  # the range up to 50.0
+    assert "R1-README" in bar.customdata[0] and "R1-paper" in bar.customdata[0]
+    assert [t.get_text() for t in static.axes[0].texts] == ["44.0 / 50.0 (disputed)"]  # the bar's only label
+
+
+def test_benchmark_bars_draw_own_confidence_intervals():
+    own = pd.DataFrame([{"model": "lab run", "benchmark": "MATH subset", "score": 75.0,
+                         "ci_low": 60.0, "ci_high": 85.0}])
+    t = R.add_results(R.load_published(), own)
+    static, interactive = P.plot_benchmark_bars(t, benchmarks=["MATH subset"])
+    (bar,) = interactive.data
+    assert bar.name == "lab run" and bar.marker.pattern.shape == "/"
+    assert (list(bar.error_y.array), list(bar.error_y.arrayminus)) == ([10.0], [15.0])
+    segments = [seg for coll in static.axes[0].collections for seg in coll.get_segments()]
+    assert any(np.allclose(seg[:, 1], [60.0, 85.0]) for seg in segments)  # the error bar spans the interval
 
 
 def test_benchmark_bars_show_own_runs_hatched(table):
