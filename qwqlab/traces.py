@@ -294,7 +294,8 @@ def load_efficiency(traces: pd.DataFrame, path: str | Path | None = None) -> pd.
     todo = merged["reasoning_tokens"].isna() if "reasoning_tokens" in merged else pd.Series(True, index=merged.index)
     out = merged.reindex(columns=list(EFFICIENCY_COLUMNS))
     if todo.any():
-        out.loc[todo] = efficiency_table(traces.loc[todo.index[todo]]).reindex(columns=list(EFFICIENCY_COLUMNS))
+        fresh = efficiency_table(traces.loc[todo.index[todo]]).reindex(columns=list(EFFICIENCY_COLUMNS))
+        out = pd.concat([out[~todo], fresh]).loc[merged.index] if (~todo).any() else fresh.loc[merged.index]
     out["first_correct_found"] = out["first_correct_found"].astype(bool)
     out.index.name = traces.index.name
     return out.loc[traces.index]
