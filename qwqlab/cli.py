@@ -56,16 +56,12 @@ def _info(args):
 
 
 def _dashboard(args):
-    from qwqlab.dashboard import DASHBOARDS, available, serve
+    from qwqlab.dashboard import DASHBOARDS, serve
 
-    ready = available()
-    if args.name is None or args.name not in ready:
-        if args.name is not None:
-            print(f"qwqlab: dashboard {args.name!r} needs qwqlab.widgets.{DASHBOARDS[args.name].needs}, "
-                  "which this version does not have yet.", file=sys.stderr)
+    if args.name is None:
         for name, d in DASHBOARDS.items():
-            print(f"{name:12s} {d.title}" + ("" if name in ready else "  (not available yet)"))
-        return 0 if args.name is None else 2
+            print(f"{name:12s} {d.title}")
+        return 0
     return serve(args.name, port=args.port, ip=args.ip, open_browser=args.open)
 
 

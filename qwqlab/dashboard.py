@@ -28,21 +28,14 @@ class Dashboard:
     Args:
         title: the page's heading.
         blurb: one or two sentences under it, for the class.
-        needs: the ``qwqlab.widgets`` function the explorer is; offered once it exists.
         build: builds the explorer with the data it shows (a function of this module, so
             it is unit-tested without a browser); the page's only code cell calls it.
         selector: the CSS class the explorer carries (``widget.add_class``), for browser tests.
     """
     title: str
     blurb: str
-    needs: str
     build: str
     selector: str
-
-    def is_available(self) -> bool:
-        from qwqlab import widgets
-
-        return hasattr(widgets, self.needs) and self.build in globals()
 
 
 def _quiet() -> None:
@@ -131,39 +124,39 @@ DASHBOARDS: dict[str, Dashboard] = {
         "How much memory does a reasoning model need?",
         "Weights, KV cache and overhead of QwQ-32B and the DeepSeek-R1 distills at 16, 8 and 4 bits. "
         "Move the context slider: long thinking costs memory too (QwQ-32B: 256 KiB a token in bf16).",
-        "memory_explorer", "build_memory", ".qwqlab-memory"),
+        "build_memory", ".qwqlab-memory"),
     "chat": Dashboard(
         "Chat with a reasoning model",
         "The model thinks first, writes `</think>`, then answers in `\\boxed{}`. The largest model this "
         "machine can serve is chosen for you (qwq-nano on a CPU).",
-        "chat_widget", "build_chat", ".qwqlab-chat"),
+        "build_chat", ".qwqlab-chat"),
     "reward": Dashboard(
         "Reward shaping",
         "qwq-nano's rollouts at temperature 1, 8 per problem, as GRPO samples them. Change the reward "
         "weights, the length targets and the advantage estimator: every reward and the advantages of "
         "the group shown are recomputed.",
-        "reward_explorer", "build_reward", ".qwqlab-reward-explorer"),
+        "build_reward", ".qwqlab-reward-explorer"),
     "rollouts": Dashboard(
         "Rollout browser",
         "qwq-nano's samples at QwQ's settings (temperature 0.6, top_p 0.95), 8 per problem: read the "
         "thinking and the answer of any of them, and whether it was right.",
-        "rollout_browser", "build_rollouts", ".qwqlab-rollout-browser"),
+        "build_rollouts", ".qwqlab-rollout-browser"),
     "lengths": Dashboard(
         "How long does a model think, and does it pay?",
         "qwq-nano's rollouts before and after RL: reflection markers, accuracy by length bucket, and "
         "correct against incorrect completions. Type marker words, change the buckets.",
-        "length_explorer", "build_lengths", ".qwqlab-lengths"),
+        "build_lengths", ".qwqlab-lengths"),
     "benchmarks": Dashboard(
         "QwQ-32B and its peers: published results",
         "Pick benchmarks and models; the table, the announcement's bars and the size-efficiency "
         "scatter follow. Every number has its source in data/published_results.csv.",
-        "benchmark_explorer", "build_benchmarks", ".qwqlab-benchmarks"),
+        "build_benchmarks", ".qwqlab-benchmarks"),
 }
 
 
 def available() -> dict[str, Dashboard]:
-    """The dashboards whose explorer exists in this version of qwqlab."""
-    return {name: d for name, d in DASHBOARDS.items() if d.is_available()}
+    """Every dashboard, by name."""
+    return dict(DASHBOARDS)
 
 
 def build(name: str):
@@ -174,11 +167,7 @@ def build(name: str):
 def _get(name: str) -> Dashboard:
     if name not in DASHBOARDS:
         raise KeyError(f"no dashboard {name!r}; choose one of {', '.join(available())}")
-    d = DASHBOARDS[name]
-    if not d.is_available():
-        raise KeyError(f"dashboard {name!r} needs qwqlab.widgets.{d.needs}, which this version of qwqlab "
-                       f"does not have yet; available: {', '.join(available())}")
-    return d
+    return DASHBOARDS[name]
 
 
 def dashboard_notebook(name: str):

@@ -1056,9 +1056,6 @@ def to_trl_config(config: GRPOConfig, output_dir: str, **overrides):
 
 # ----------------------------------------------------------------------------- recorded runs
 
-RUN_NAMES = ("correctness", "length_penalty", "format", "high_lr")
-
-
 def runs_dir() -> Path:
     """Where ``scripts/record_runs.py`` writes its recorded runs: ``data/runs``."""
     from qwqlab.paths import data_dir

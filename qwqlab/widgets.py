@@ -7,6 +7,41 @@ is moved, so tests need no browser.
 from __future__ import annotations
 
 
+def show(out, *objects, text: str | None = None) -> None:
+    """Replace what the ``Output`` widget ``out`` shows with ``objects`` (or a line of ``text``),
+    as one update of its ``outputs`` state.
+
+    Why not ``with out: display(...)``: that routes the outputs through the kernel's display
+    hooks, and a headless client (nbclient, under ``make figures`` and Voila's dashboards)
+    emulates the Output widget by sending its state back to the kernel on the shell channel
+    for every output, while it waits for the cell's reply on that same channel. Seen here: one
+    ``length_explorer`` cell in about ten then waited for the client's whole cell timeout (the
+    reply was there; the waiting side was not woken), and a Voila page, which has no such
+    timeout, never loaded. Setting ``outputs`` directly sends one state message the other
+    way and nothing back. Each object is formatted as IPython displays it (tables as HTML,
+    matplotlib figures as PNG); outside a kernel as its ``repr``.
+    """
+    import base64
+
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    outputs = []
+    if text is not None:
+        outputs.append({"output_type": "stream", "name": "stdout", "text": text.rstrip("\n") + "\n"})
+    for obj in objects:
+        if shell is not None:
+            data, metadata = shell.display_formatter.format(obj)
+        else:
+            data, metadata = {"text/plain": repr(obj)}, {}
+        data = {k: base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v for k, v in data.items()}
+        outputs.append({"output_type": "display_data", "data": data, "metadata": metadata})
+    out.outputs = tuple(outputs)
+
+
 # ----------------------------------------------------------------------------- notebook 01
 
 def chat_widget(model, tokenizer, question: str = "What is 478+396?", max_new_tokens: int = 128,
@@ -66,7 +101,6 @@ def memory_explorer(names=None, bits=(16, 8, 4), context_tokens: int = 32768):
 
     def update(_=None):
         import matplotlib.pyplot as plt
-        from IPython.display import display
 
         table = memory_table(names, bits, slider.value)
         mfig, pfig = plot_memory(table)
@@ -75,9 +109,7 @@ def memory_explorer(names=None, bits=(16, 8, 4), context_tokens: int = 32768):
             for trace, new in zip(fig.data, pfig.data):
                 trace.x = new.x
             fig.layout.title.text = pfig.layout.title.text
-        table_out.clear_output(wait=True)
-        with table_out:
-            display(table[["model", "bits", "weights_gib", "kv_cache_gib", "total_gib"]])
+        show(table_out, table[["model", "bits", "weights_gib", "kv_cache_gib", "total_gib"]])
         box.table = table
 
     slider.observe(update, names="value")
@@ -133,16 +165,13 @@ def length_explorer(rollouts, markers=None, bins: int = 5, by: str | None = None
 
     def update(_=None):
         import matplotlib.pyplot as plt
-        from IPython.display import display
 
         from qwqlab.lengths import analyze, correctness_label
         from qwqlab.plots import plot_accuracy_by_length, plot_length_distributions
 
         rows = selected()
-        out.clear_output(wait=True)
         if rows.empty:
-            with out:
-                print("Nothing selected: pick at least one " + " and one ".join(pickers) + ".")
+            show(out, text="Nothing selected: pick at least one " + " and one ".join(pickers) + ".")
             box.report, box.figures, box.shown = None, [], rows
             return
         words = [m.strip() for m in marker_box.value.split(",") if m.strip()]
@@ -151,10 +180,7 @@ def length_explorer(rollouts, markers=None, bins: int = 5, by: str | None = None
         shown = rows if correctness.value == "all" else rows[correctness_label(rows) == correctness.value]
         figs = [plot_accuracy_by_length(report.by_bucket, by=by)[0],
                 plot_length_distributions(shown, length=length, by=by)[0]]
-        with out:
-            display(report.markers)
-            for f in figs:
-                display(f)
+        show(out, report.markers, *figs)
         for f in figs:
             plt.close(f)
         box.report, box.figures, box.shown = report, figs, shown
@@ -290,26 +316,19 @@ def benchmark_explorer(table, benchmarks=None, models=None, scatter_benchmark: s
 
     def update(_=None):
         import matplotlib.pyplot as plt
-        from IPython.display import display
 
         from qwqlab.plots import plot_benchmark_bars, plot_size_efficiency
         from qwqlab.results import wide
 
         chosen_b, chosen_m = list(pick_b.value), list(pick_m.value)
         if not chosen_b or not chosen_m:
-            out.clear_output(wait=True)
-            with out:
-                print("Pick at least one benchmark and one model.")
+            show(out, text="Pick at least one benchmark and one model.")
             box.table, box.figures = None, []
             return
         shown = wide(table, metric=metric, models=chosen_m, benchmarks=chosen_b)
         figs = [plot_benchmark_bars(table, benchmarks=chosen_b, models=chosen_m, metric=metric)[0],
                 plot_size_efficiency(table, benchmark=scatter.value, models=chosen_m, own=own, metric=metric)[0]]
-        out.clear_output(wait=True)
-        with out:
-            display(shown)
-            for f in figs:
-                display(f)
+        show(out, shown, *figs)
         for f in figs:
             plt.close(f)
         box.table, box.figures = shown, figs
@@ -349,14 +368,11 @@ def training_monitor(panels: dict | None = None, window: int = 5, min_seconds: f
 
     def redraw():
         import matplotlib.pyplot as plt
-        from IPython.display import display
 
         from qwqlab.plots import plot_training
 
         fig, _ = plot_training(box.history, panels=panels, window=window, title=title)
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
+        show(out, fig)
         plt.close(fig)
         box.redraws += 1
         last["t"] = time.perf_counter()
@@ -414,7 +430,6 @@ def resample_explorer(model, tokenizer, problem, task=None, num_generations: int
 
     def update(_=None):
         import matplotlib.pyplot as plt
-        from IPython.display import display
 
         from qwqlab.metrics import run_summary
         from qwqlab.plots import plot_answer_spread
@@ -431,9 +446,7 @@ def resample_explorer(model, tokenizer, problem, task=None, num_generations: int
                        f"tokens<br>answers: {spread}")
         fig, _ = plot_answer_spread(df, title=f"T={temp.value:g}, top_p={top_p_s.value:g}, "
                                               f"k={k_s.value}, max_new_tokens={tokens_s.value}")
-        out.clear_output(wait=True)
-        with out:
-            display(fig)
+        show(out, fig)
         plt.close(fig)
         box.rollouts, box.summary, box.figures = df, summary, [fig]
 
@@ -634,7 +647,6 @@ def _reward_zero_spread_share(total, num_generations: int) -> float:
 
 def _draw_reward_group(out, group, estimator: str):
     import matplotlib.pyplot as plt
-    from IPython.display import display
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 2.4))
     labels = [str(i) for i in group["sample_index"]]
@@ -646,7 +658,5 @@ def _draw_reward_group(out, group, estimator: str):
         ax.set_xlabel("sample", fontsize=8)
         ax.axhline(0, color="#333333", lw=0.6)
     fig.tight_layout()
-    with out:
-        out.clear_output(wait=True)
-        display(fig)
+    show(out, fig)
     plt.close(fig)

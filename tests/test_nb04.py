@@ -15,11 +15,10 @@ SMALL = dict(MAX_SECONDS=20, STEPS=2, NUM_PROMPTS=4, NUM_GENERATIONS=4, MAX_NEW_
 
 def _fake_runs(folder: Path) -> None:
     """A recorded-runs folder in the layout scripts/record_runs.py writes (numbers invented)."""
-    from qwqlab.grpo import RUN_NAMES
     ev = {"accuracy": 0.5, "think_tokens_mean": 20.0, "completion_tokens_mean": 30.0, "format_rate": 0.8,
           "format_score": 0.8}
     runs = {}
-    for k, name in enumerate(RUN_NAMES):
+    for k, name in enumerate(("correctness", "length_penalty", "format", "high_lr")):
         (folder / name).mkdir(parents=True)
         rows = [{"step": s, "reward_mean": 0.1 * k + 0.01 * s, "accuracy": 0.5, "think_tokens_mean": 20 + s,
                  "completion_tokens_mean": 30 + s, "format_rate": 0.8, "entropy": 0.5} for s in range(1, 6)]

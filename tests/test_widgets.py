@@ -1,0 +1,49 @@
+"""qwqlab.widgets: what every explorer shares (how it fills its Output widget), checked headless."""
+from __future__ import annotations
+
+import time
+
+import nbformat
+import pytest
+
+
+def test_show_sets_the_outputs_in_one_update():
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from qwqlab.widgets import show
+
+    out = w.Output()
+    seen = []
+    out.observe(lambda change: seen.append(change["new"]), names="outputs")
+    fig, ax = plt.subplots()
+    show(out, pd.DataFrame({"a": [1]}), fig)
+    plt.close(fig)
+    assert len(seen) == 1 and [o["output_type"] for o in out.outputs] == ["display_data", "display_data"]
+    show(out, text="nothing to show")
+    assert out.outputs == ({"output_type": "stream", "name": "stdout", "text": "nothing to show\n"},)
+
+
+@pytest.mark.slow
+def test_explorer_cells_never_wait_for_the_headless_client():
+    """With ``with out: display(...)`` one length_explorer cell in about eight waited for
+    nbclient's whole cell timeout (and a Voila page for ever): the client emulates the Output
+    widget by sending its state back on the shell channel while it waits for the reply there.
+    Twelve explorer cells, each of which takes about half a second, must each finish well
+    within the timeout."""
+    from nbclient import NotebookClient
+
+    setup = "from qwqlab import lengths, widgets\nroll = lengths.synthetic_rollouts(400, seed=0)\n"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(setup)] + [
+        nbformat.v4.new_code_cell("_ = widgets.length_explorer(roll)") for _ in range(12)]
+    starts, took = {}, {}
+    client = NotebookClient(
+        nb, timeout=20, kernel_name="python3",
+        on_cell_start=lambda cell, cell_index, **kw: starts.__setitem__(cell_index, time.monotonic()),
+        on_cell_executed=lambda cell, cell_index, **kw: took.__setitem__(
+            cell_index, time.monotonic() - starts[cell_index]))
+    client.execute()
+    slow = {i: round(s, 1) for i, s in took.items() if i > 0 and s > 10}
+    assert not slow, f"explorer cells that waited for the client's timeout (s): {slow}"
