@@ -58,7 +58,7 @@ def test_nb04_runs_with_recorded_runs(tmp_path):
         assert {f"{name}.png", f"{name}.html"} <= figs, name
     text = _outputs_text(nb)
     assert "steps" in text
-    assert "loss: by hand" in text and "the two results differ by at most" in text  # the hand step ran and agreed
+    assert "loss: by hand" in text and "gradients differ by at most" in text  # the hand step ran and agreed
 
 
 @pytest.mark.slow

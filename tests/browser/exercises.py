@@ -108,10 +108,12 @@ def exercise_benchmarks(page, reader) -> str:
     benchmarks = page.locator(f"{box} .widget-select-multiple select").first
     options = benchmarks.locator("option")
     first, second = options.nth(0).inner_text(), options.nth(1).inner_text()
-    assert second in before["text"], f"{second} not in the table before"
+    # whole names: "AIME" (QwQ-32B-Preview's blog) is part of "AIME24"
+    named = lambda name, text: re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text) is not None  # noqa: E731
+    assert named(second, before["text"]), f"{second} not in the table before"
     options.first.click()  # a plain click selects that one benchmark only
     after = wait_for_change(read, before, keys=("text", "images"), require="all")
-    assert first in after["text"] and second not in after["text"], f"table still shows {second}"
+    assert named(first, after["text"]) and not named(second, after["text"]), f"table still shows {second}"
     _in_view(page, box)
     return f"scatter {old} -> {new}: redrawn; only {first} picked: {second} left the table, bars redrawn"
 
