@@ -234,9 +234,12 @@ class GRPOConfig:
     weight_decay: float = _help("AdamW weight decay.", 0.0)
     max_grad_norm: float | None = _help("Clip the gradient norm to this; None = no clipping.", 1.0)
     micro_batch_size: int | None = _help("Completions per forward/backward (gradient accumulation) "
-                                         "to bound memory on a GPU; None = the whole batch at once.", None)
+                                         "to bound memory on a GPU; None = split the batch into "
+                                         "length_buckets groups instead. The update is the same either way.",
+                                         None)
     length_buckets: int = _help("Sort the completions by length and run the forward/backward in this "
-                                "many groups, so short ones are not padded to the longest (1 = one group).", 2)
+                                "many groups, so short ones are not padded to the longest (1 = one group); "
+                                "used when micro_batch_size is None.", 2)
     # LoRA (peft), e.g. on a 4-bit model on a GPU
     use_lora: bool = _help("Train LoRA adapters (peft) instead of all weights; on a 4-bit model "
                            "(load_model(..., bits=4)) this is QLoRA.", False)
