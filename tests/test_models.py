@@ -8,7 +8,7 @@ from qwqlab.chat import extract_boxed, split_think
 from qwqlab.models import (ModelLoadError, count_parameters, estimate_memory, get_device, known_configs,
                            load_model, quantization_config)
 from qwqlab.paths import nano_dir
-from qwqlab.rollouts import generate
+from qwqlab.decoding import generate
 from qwqlab.tasks import ArithmeticTask
 
 
