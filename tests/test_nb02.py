@@ -16,14 +16,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
 
 
-@pytest.fixture(scope="module")
-def fake():
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
     import torch
 
-    from fake_lm import fake_model, fake_tokenizer
+    old = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model: one thread is fastest on a shared machine
-    tok = fake_tokenizer()
-    return fake_model(tok), tok
+    yield
+    torch.set_num_threads(old)
 
 
 def test_notebook_is_committed_clean_with_a_parameters_cell():

@@ -19,18 +19,17 @@ FIGURES = {"rewards_vs_length", "length_shaping_curves", "advantages_by_estimato
 
 
 @pytest.fixture(scope="module")
-def rollouts():
+def rollouts(fake):
     """Rollouts of the fake bigram model (not qwq-nano: no checkpoint needed, and fast)."""
     import torch
 
-    from fake_lm import fake_model, fake_tokenizer
     from qwqlab.rollouts import sample
     from qwqlab.tasks import ArithmeticTask
 
     torch.set_num_threads(1)  # tiny model: one thread is fastest on a shared machine
-    tok = fake_tokenizer()
+    model, tok = fake
     task = ArithmeticTask()
-    df = sample(fake_model(tok), tok, task.problems(3), task, num_generations=4, max_new_tokens=32,
+    df = sample(model, tok, task.problems(3), task, num_generations=4, max_new_tokens=32,
                 temperature=1.0, progress=False)
     return df, tok
 

@@ -28,7 +28,7 @@ from qwqlab.tasks import ArithmeticTask, Problem
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(FIXTURES))
-from fake_lm import OOMModel, fake_model, fake_tokenizer  # noqa: E402
+from fake_lm import OOMModel, fake_tokenizer  # noqa: E402
 
 NANO = REPO / "data" / "models" / "qwq-nano" / "config.json"
 needs_nano = pytest.mark.skipif(not NANO.exists(), reason="the bundled qwq-nano checkpoint is not in data/models yet")
@@ -45,13 +45,13 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return fake_tokenizer()
+def tok(fake):
+    return fake[1]
 
 
 @pytest.fixture(scope="module")
-def model(tok):
-    return fake_model(tok)
+def model(fake):
+    return fake[0]
 
 
 @pytest.fixture(scope="module")
