@@ -60,6 +60,15 @@ class Generation:
     entropy: float | None = None  # mean entropy of the sampling distribution per token (None when greedy)
 
 
+def cut_at_stop(ids: list[int], stops: set[int], finish_reason: str | None = None) -> Completion:
+    """A row of generated ids cut at its first end-of-turn token (``finish_reason`` "stop"),
+    else kept whole (``finish_reason``, default "length")."""
+    end = next((i for i, t in enumerate(ids) if t in stops), None)
+    if end is not None:
+        return Completion(ids[:end], end + 1, "stop")
+    return Completion(ids, len(ids), finish_reason or "length")
+
+
 def stop_token_ids(tokenizer) -> list[int]:
     """Token ids that end a turn: the tokenizer's eos, plus ``<|im_end|>``/``<|endoftext|>`` if present."""
     ids = set()
@@ -138,12 +147,14 @@ class KeyedChooser:
     """Greedy (``temperature=0``) or a keyed draw from the filtered ``softmax(logits / T)``.
 
     ``chooser(logits, keys, step)`` returns ``(tokens, entropy)``: one token per row and the
-    entropy of the distribution it was drawn from (``None`` when greedy). Any callable with
-    that signature can be passed to ``decode`` instead.
+    entropy of the distribution it was drawn from (``None`` when greedy, or when
+    ``entropy=False``: a caller that does not use it saves a softmax per step). Any callable
+    with that signature can be passed to ``decode`` instead.
     """
 
-    def __init__(self, temperature: float = 0.6, top_k: int | None = None, top_p: float = 1.0):
-        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+    def __init__(self, temperature: float = 0.6, top_k: int | None = None, top_p: float = 1.0,
+                 entropy: bool = True):
+        self.temperature, self.top_k, self.top_p, self.entropy = temperature, top_k, top_p, entropy
         self.greedy = not temperature or temperature <= 0
         # No top-k and no top-p: every token is a candidate, so no sort is needed (the keyed
         # noise depends on the token id, not its rank, so the draw is the same).
@@ -161,9 +172,11 @@ class KeyedChooser:
             values, ids = filter_logits(logits, self.temperature, self.top_k, self.top_p)
         u = keyed_uniform(keys, step, ids)
         choice = (values - torch.log(-torch.log(u))).argmax(dim=-1, keepdim=True)
+        tokens = ids.gather(-1, choice).squeeze(-1)
+        if not self.entropy:
+            return tokens, None
         logp = torch.log_softmax(values, dim=-1)
-        entropy = -(logp.exp() * logp.clamp(min=-1e4)).sum(-1)
-        return ids.gather(-1, choice).squeeze(-1), entropy
+        return tokens, -(logp.exp() * logp.clamp(min=-1e4)).sum(-1)
 
 
 def sample_next_tokens(logits, keys, step: int, temperature: float = 0.6, top_k: int | None = None,
@@ -173,7 +186,7 @@ def sample_next_tokens(logits, keys, step: int, temperature: float = 0.6, top_k:
     Gumbel-max: ``argmax(score + G)``, ``G = -log(-log(U))``, is a draw from ``softmax(score)``.
     ``temperature=0`` is greedy.
     """
-    return KeyedChooser(temperature, top_k, top_p)(logits, keys, step)[0]
+    return KeyedChooser(temperature, top_k, top_p, entropy=False)(logits, keys, step)[0]
 
 
 # ----------------------------------------------------------------------------- speed-ups inside the loop
@@ -396,13 +409,10 @@ def decode(model, tokenizer, prompts: list[str], keys: list[int], max_new_tokens
             logits = out.logits[:, -1].float()
     new = new[:, :steps]
     stop_set, entropies = set(stops), entropy.tolist()
-    completions = []
-    for row, ids in enumerate(new.tolist()):
-        end = next((i for i, t in enumerate(ids) if t in stop_set), None)
-        kept = ids[:end] if end is not None else ids
-        num = len(kept) + (end is not None)
-        completions.append(Completion(kept, num, "stop" if end is not None else "length",
-                                      entropies[row] / max(1, num) if has_entropy else None))
+    completions = [cut_at_stop(ids, stop_set) for ids in new.tolist()]
+    if has_entropy:
+        for c, total in zip(completions, entropies):
+            c.entropy = total / max(1, c.num_tokens)
     if not return_sequences:
         return completions
     return completions, (torch.cat([enc["input_ids"][expand], new], dim=1), enc["input_ids"].shape[1])

@@ -754,7 +754,7 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
     import torch
     from tqdm.auto import tqdm
 
-    from qwqlab.decoding import generate
+    from qwqlab.decoding import encode_left, generate
 
     cfg = config or GRPOConfig()
     if cfg.num_threads:
@@ -813,7 +813,7 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
     def lr_at(step):
         return cfg.learning_rate * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.learning_rate
 
-    def chunk_logps(net, batch, idx, entropy=False):
+    def chunk_logps(net, batch, idx):
         """Log-probs of the completions in rows ``idx``, each prompt run once (shared prefix)."""
         prompt_index = torch.div(idx, G, rounding_mode="floor")
         prompts_used, inverse = torch.unique(prompt_index, return_inverse=True)
@@ -822,7 +822,7 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
         width = int(batch["lengths"][idx].max().clamp(min=1))
         return shared_prefix_logprobs(net, batch["prompt_ids"][prompts_used, lead:], pmask[:, lead:], inverse,
                                       batch["completion_ids"][idx, :width], batch["completion_mask"][idx, :width],
-                                      cfg.temperature, with_entropy=entropy)
+                                      cfg.temperature)
 
     def ref_logps(batch, idx):
         with torch.no_grad():
@@ -853,11 +853,8 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
             rewards = torch.tensor([float("nan") if r is None else r for r in total], dtype=torch.float32)
             advantages = compute_advantages(rewards, G, cfg.estimator, cfg.scale_eps).to(device)
 
-            # The prompts as generate padded them, and the completions right-padded after them.
-            old_side = tokenizer.padding_side
-            tokenizer.padding_side = "left"
-            enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            tokenizer.padding_side = old_side
+            # The prompts as the decoder padded them, and the completions right-padded after them.
+            enc = encode_left(tokenizer, prompts, device)
             seqs = seqs.to(device).clone()  # generate ran under inference_mode; autograd needs a normal tensor
             n_new = seqs.shape[1] - plen
             lengths = torch.tensor([g.num_tokens for g in gens], device=device)
@@ -876,7 +873,6 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
             mb = cfg.micro_batch_size or max(1, math.ceil(len(rows) / cfg.length_buckets))
             chunks = [rows[i:i + mb] for i in range(0, len(rows), mb)]
 
-            sampler_entropy = all(getattr(g, "entropy", None) is not None for g in gens)
             old = None
             if cfg.num_iterations > 1:
                 with torch.no_grad():
@@ -885,12 +881,12 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
 
             for g_ in optimizer.param_groups:
                 g_["lr"] = lr_at(step)
-            stats = {"loss": 0.0, "kl": 0.0, "clipped": 0.0, "entropy": 0.0, "entropy_tokens": 0.0}
+            stats = {"loss": 0.0, "kl": 0.0, "clipped": 0.0}
             skipped = 0  # updates of this step refused for a non-finite loss or gradient
             for it in range(cfg.num_iterations):
                 optimizer.zero_grad(set_to_none=True)
                 for k, c in enumerate(chunks):
-                    logp, ent = chunk_logps(model, batch, c, entropy=(it == 0 and not sampler_entropy))
+                    logp, _ = chunk_logps(model, batch, c)
                     m = cmask[c, :logp.shape[1]]
                     old_logp = old[k] if old is not None else logp.detach()
                     per_token, is_clipped = clipped_surrogate(logp, old_logp, advantages[c],
@@ -910,9 +906,6 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
                     if it == cfg.num_iterations - 1:
                         stats["loss"] += float(loss.detach())
                         stats["clipped"] += float((is_clipped & m).sum())
-                    if ent is not None:
-                        stats["entropy"] += float((ent * m).sum())
-                        stats["entropy_tokens"] += float(m.sum())
                 for p in params:  # no trained rows: a zero gradient, exactly as the full batch gives
                     if p.grad is None:
                         p.grad = torch.zeros_like(p)
@@ -952,11 +945,9 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
                 "kl": stats["kl"] / n_tok if cfg.beta > 0 else float("nan"),
                 "clip_fraction": stats["clipped"] / n_tok,
                 "zero_spread_share": sum(s < 1e-8 for s in spread) / len(spread),
-                # The sampler's per-token entropy over every completion when it reports it
-                # (qwqlab.decoding always does when sampling), else the trained completions' from the forward pass.
-                "entropy": (sum(g.entropy * g.num_tokens for g in gens) / n_tok if sampler_entropy
-                            else stats["entropy"] / stats["entropy_tokens"] if stats["entropy_tokens"]
-                            else float("nan")),
+                # The sampler's per-token entropy over every completion (rollouts are never
+                # greedy here: GRPOConfig refuses temperature 0, so the decoder always reports it).
+                "entropy": sum(g.entropy * g.num_tokens for g in gens) / n_tok,
                 "trained_share": len(rows) / n_rows,
                 "loss": stats["loss"],
                 "grad_norm": float(grad_norm),

@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 
 from qwqlab.chat import THINK_CLOSE, build_prompt, extract_boxed, split_think
-from qwqlab.decoding import Completion, KeyedChooser, decode, row_key, stop_token_ids
+from qwqlab.decoding import Completion, KeyedChooser, cut_at_stop, decode, row_key, stop_token_ids
 from qwqlab.tasks.base import Problem
 
 
@@ -77,20 +77,13 @@ def _is_oom(err: BaseException) -> bool:
         isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
 
 
-def _cut_at_stop(ids: list[int], stops: set[int], finish_reason: str | None = None) -> Completion:
-    end = next((i for i, t in enumerate(ids) if t in stops), None)
-    if end is not None:
-        return Completion(ids[:end], end + 1, "stop")
-    return Completion(ids, len(ids), finish_reason or "length")
-
-
 class _HFBackend:
     """transformers models on any device, through qwqlab's one decoder (``qwqlab.decoding.decode``)."""
     name = "hf"
 
     def __init__(self, model, tokenizer, temperature, top_p, top_k, max_new_tokens):
         self.model, self.tokenizer = model, tokenizer
-        self.chooser = KeyedChooser(temperature, top_k, top_p)
+        self.chooser = KeyedChooser(temperature, top_k, top_p, entropy=False)  # the table has no entropy column
         self.max_new_tokens = max_new_tokens
 
     def check_context(self, prompts: list[str], max_new_tokens: int | None) -> int:
@@ -157,7 +150,7 @@ class _VLLMBackend:
         for (_, rows), request_out in zip(requests, outputs):
             for r, o in zip(rows, request_out.outputs):
                 reason = "length" if o.finish_reason == "length" else "stop"
-                done = _cut_at_stop(list(o.token_ids), stops, reason)
+                done = cut_at_stop(list(o.token_ids), stops, reason)
                 if done.finish_reason == "length" and reason == "stop":  # stopped by a stop string
                     done = Completion(done.token_ids, done.num_tokens, "stop")
                 result[r] = done

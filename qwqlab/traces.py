@@ -132,6 +132,15 @@ def load_mip_traces(path: str | Path | None = None, markers: Iterable[str] | Non
     return df
 
 
+def overview(traces: pd.DataFrame) -> pd.DataFrame:
+    """Per model and split: rows, mean and median thinking tokens, qwqlab's grader's accuracy and
+    the share the source's judge labels correct (the table of ``data/traces/README.md``)."""
+    return traces.groupby(["model", "split"], observed=True).agg(
+        rows=("think_tokens", "size"), think_tokens_mean=("think_tokens", "mean"),
+        think_tokens_median=("think_tokens", "median"), qwqlab_correct=("correct", "mean"),
+        judge_says_correct=("judge_label", lambda s: (s == 1).mean())).reset_index()
+
+
 # ----------------------------------------------------------------------------- candidate answers
 
 _ANSWER_IS = re.compile(r"\banswer\s+(?:is|should\s+be|would\s+be|must\s+be|=|:)\s*:?\s*", re.IGNORECASE)

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from qwqlab.decoding import (KeyedChooser, decode, filter_logits, generate, keyed_uniform, row_key,
+from qwqlab.decoding import (KeyedChooser, decode, encode_left, filter_logits, generate, keyed_uniform, row_key,
                              sample_next_tokens, stop_token_ids)
 from qwqlab.rollouts import sample
 from qwqlab.tasks import ArithmeticTask
@@ -32,8 +32,6 @@ class KeyedProcessor:
 def reference(model, tok, prompts, keys, chooser, max_new_tokens):
     """(token ids, finish reason) per row from transformers' ``generate``."""
     from transformers import LogitsProcessorList
-
-    from qwqlab.decoding import encode_left
 
     enc = encode_left(tok, prompts)
     plen = enc["input_ids"].shape[1]
@@ -184,8 +182,7 @@ def test_the_reported_entropy_is_the_policy_entropy(fake):
     prompts = [task.prompt(tok, p) for p in task.problems(2)]
     gens, (seqs, plen) = generate(model, tok, prompts, 3, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=12,
                                   return_tensors=True)
-    tok.padding_side = "left"
-    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = encode_left(tok, prompts)  # the prompts as the decoder padded them
     lengths = torch.tensor([g.num_tokens for g in gens])
     mask = torch.arange(seqs.shape[1] - plen)[None] < lengths[:, None]
     with torch.no_grad():

@@ -464,7 +464,7 @@ def test_shared_prefix_logprobs_equal_plain_ones_on_qwq_nano(nano):
     entropies and gradients (and the sampler's reported entropy)."""
     import copy
     from qwqlab.grpo import shared_prefix_logprobs
-    from qwqlab.decoding import generate
+    from qwqlab.decoding import encode_left, generate
     model, tok = nano
     model = copy.deepcopy(model)
     task = ArithmeticTask(split="train")
@@ -472,8 +472,7 @@ def test_shared_prefix_logprobs_equal_plain_ones_on_qwq_nano(nano):
     prompts[1] = prompts[1].replace("What is", "Please, what is")
     gens, (seqs, plen) = generate(model, tok, prompts, 2, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=40,
                                   return_tensors=True)
-    tok.padding_side = "left"
-    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = encode_left(tok, prompts)  # the prompts as the decoder padded them
     lengths = torch.tensor([g.num_tokens for g in gens])
     mask = torch.arange(seqs.shape[1] - plen)[None] < lengths[:, None]
     attn = torch.cat([enc["attention_mask"].repeat_interleave(2, 0), mask.long()], 1)

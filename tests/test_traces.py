@@ -184,3 +184,20 @@ def test_the_data_card_table_is_what_the_loader_measures(traces):
         assert int(truncated) == int(g["is_truncated"].sum())
         assert float(judge) == round((g["judge_label"] == 1).mean(), 3)
         assert float(ours) == round(g["correct"].mean(), 3), (model, split)
+
+
+def test_overview_matches_a_plain_count(traces, raw_rows):
+    from statistics import mean, median
+
+    from qwqlab.traces import overview
+
+    table = overview(traces).set_index(["model", "split"])
+    assert len(table) == len(MODELS) * len(SPLITS)
+    for (model, split), row in table.iterrows():
+        mine = [r for r in raw_rows if r["model"] == model and r["split"] == split]
+        assert row["rows"] == len(mine)
+        assert row["think_tokens_mean"] == pytest.approx(mean(r["think_tokens"] for r in mine))
+        assert row["think_tokens_median"] == pytest.approx(median(r["think_tokens"] for r in mine))
+        assert row["judge_says_correct"] == pytest.approx(sum(r["judge_label"] == 1 for r in mine) / len(mine))
+        graded = traces[(traces["model"] == model) & (traces["split"] == split)]["correct"]
+        assert row["qwqlab_correct"] == pytest.approx(graded.mean())
