@@ -31,7 +31,7 @@ def time_trl(model, tok, task, reward, cfg, out_dir) -> list[float]:
     from transformers import TrainerCallback
     from trl import GRPOTrainer
 
-    from qwqlab.grpo import to_trl_config, trl_dataset
+    from qwqlab.trl_bridge import to_trl_config, trl_dataset
 
     class StepTimer(TrainerCallback):
         def __init__(self):

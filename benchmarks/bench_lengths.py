@@ -1,7 +1,7 @@
 """Benchmark: qwqlab.lengths.analyze on 1,000,000 rollouts against a row-by-row pandas baseline.
 
 Both run in this one process on the same synthetic rollouts (qwq-nano's trace generator,
-``qwqlab.lengths.synthetic_rollouts``). The baseline is what an analysis written row by
+``tests/fixtures/synthetic.py``). The baseline is what an analysis written row by
 row looks like: ``DataFrame.apply(axis=1)`` with Python's ``re`` for the markers and the
 overthinking search, then the same pandas group-bys. It is timed on a subsample and
 extrapolated linearly to the full size (its cost is linear in rows; running it on a million
@@ -24,10 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "fixtures")]  # the synthetic table is a test fixture
+
+from synthetic import synthetic_rollouts  # noqa: E402
 
 from qwqlab.lengths import (DEFAULT_MARKERS, accuracy_by_length, analyze,  # noqa: E402
-                            length_by_correctness, length_vs_pass_rate, marker_regex, synthetic_rollouts)
+                            length_by_correctness, length_vs_pass_rate, marker_regex)
 
 
 def baseline_analyze(df: pd.DataFrame, markers=DEFAULT_MARKERS, bins: int = 5) -> dict:

@@ -106,7 +106,7 @@ class TrainConfig:
 
     def reward_funcs(self):
         """The reward callables and their weights (the task's grader at weight 1 when none are named)."""
-        from qwqlab.grpo import task_reward
+        from qwqlab.rewards import task_reward
 
         if not self.rewards:
             return [task_reward(self.build_task())], [1.0]
@@ -124,7 +124,7 @@ def check_trl_keys(where: str, trl_settings: dict) -> None:
     import trl
 
     _refuse_unknown(f"{where}: trl", trl_settings, [f.name for f in dc_fields(trl.GRPOConfig)])
-    # What qwqlab.grpo.to_trl_config derives from grpo: (the one place those knobs are set).
+    # What qwqlab.trl_bridge.to_trl_config derives from grpo: (the one place those knobs are set).
     owned = {"learning_rate", "num_generations", "max_completion_length", "temperature", "top_p", "top_k", "beta",
              "epsilon", "epsilon_high", "num_iterations", "loss_type", "scale_rewards", "max_steps", "seed",
              "reward_weights", "per_device_train_batch_size", "max_grad_norm", "weight_decay", "warmup_steps"}

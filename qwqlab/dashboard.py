@@ -97,15 +97,15 @@ def build_reward(num_problems: int = 16, num_generations: int = 8, seed: int = 0
 
 def build_lengths(num_problems: int = 16, num_generations: int = 8, seed: int = 0):
     """Notebook 05's explorer on qwq-nano rollouts before and after RL (recorded runs, else sampled)."""
-    from qwqlab import lengths
+    from qwqlab.runs import collect_rollouts, find_recorded_runs
     from qwqlab.tasks import ArithmeticTask
     from qwqlab.widgets import length_explorer
 
     _quiet()
-    runs = lengths.find_recorded_runs()
-    rollouts = lengths.collect_rollouts(runs, model="qwq-nano", task=ArithmeticTask(split="test", seed=seed),
-                                        num_problems=num_problems, num_generations=num_generations,
-                                        max_new_tokens=96, temperature=1.0, seed=seed, progress=False)
+    runs = find_recorded_runs()
+    rollouts = collect_rollouts(runs, model="qwq-nano", task=ArithmeticTask(split="test", seed=seed),
+                                num_problems=num_problems, num_generations=num_generations,
+                                max_new_tokens=96, temperature=1.0, seed=seed, progress=False)
     return length_explorer(rollouts, by="run")
 
 

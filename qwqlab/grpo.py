@@ -13,7 +13,8 @@ The pieces, each a small function tested against a hand-computed case:
 Then ``GRPOConfig`` (every knob, checked) and ``train_grpo``, the loop: sample, reward,
 advantages, loss, step, with per-step logs, a progress bar, checkpoints and resume, and LoRA
 (on a 4-bit model: QLoRA) through peft. ``evaluate_policy`` measures held-out pass@1;
-``to_trl_config`` and ``trl_dataset`` run the same experiment in TRL's ``GRPOTrainer``.
+``qwqlab.trl_bridge`` runs the same experiment in TRL's ``GRPOTrainer``; checkpoints and
+recorded runs live in ``qwqlab.runs``, the rewards and their weighted sum in ``qwqlab.rewards``.
 
 >>> from qwqlab.models import load_model                           # doctest: +SKIP
 >>> model, tok = load_model("qwq-nano")  # doctest: +SKIP
@@ -23,16 +24,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
 import uuid
 import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qwqlab.models import prepare_for_training
-from qwqlab.rewards import weighted_sum
+from qwqlab.rewards import reward_name, score_rewards, task_reward
+from qwqlab.runs import CheckpointError, check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, write_log
+
+if TYPE_CHECKING:  # torch is imported where it is used, so that importing qwqlab stays fast
+    import torch
 
 ESTIMATORS = ("grpo", "dr_grpo", "rloo", "batch")
 
@@ -186,81 +190,133 @@ def aggregate_loss(per_token_loss, mask, aggregation: str = "token", max_tokens:
     return masked.sum() / (per_token_loss.shape[0] * max_tokens)
 
 
+def token_weights(advantages, lengths, aggregation: str = "sequence", max_tokens: int | None = None):
+    """The weight each token of each completion gets in the policy-gradient loss.
+
+    With per-token loss ``-A_i * x_it``, the weight of token ``t`` of completion ``i`` is
+    ``d loss / d x_it``, read off by autograd through ``aggregate_loss`` itself
+    (so this shows what the training code really does). Under ``"sequence"`` (GRPO) it is
+    ``A_i / (G * |o_i|)``: a long completion's tokens each count less. Under ``"constant"``
+    (Dr. GRPO) it is ``A_i / (G * max_tokens)``, the same for every token. Under ``"token"``
+    (DAPO) ``A_i / sum_j |o_j|``.
+
+    Returns a list with one per-token weight per completion (every token of a completion
+    gets the same weight, in all three schemes).
+    """
+    import torch
+
+    lengths = [int(n) for n in lengths]
+    width = max(max(lengths), 1)
+    adv = torch.tensor([float(a) for a in advantages], dtype=torch.float64)
+    mask = torch.tensor([[1.0] * n + [0.0] * (width - n) for n in lengths], dtype=torch.float64)
+    x = torch.ones(len(lengths), width, dtype=torch.float64, requires_grad=True)
+    loss = aggregate_loss(-adv[:, None] * x, mask, aggregation=aggregation, max_tokens=max_tokens)
+    loss.backward()
+    grad = -x.grad  # weight on the advantage-weighted log-probability, not on the loss
+    return [float(grad[i, 0]) if n else 0.0 for i, n in enumerate(lengths)]
+
+
 # ----------------------------------------------------------------------------- configuration
 
-def _help(text: str, default=None, factory=None):
-    if factory is not None:
-        return field(default_factory=factory, metadata={"help": text})
-    return field(default=default, metadata={"help": text})
+GROUP_OBJECTIVE, GROUP_SPEED, GROUP_BOOKKEEPING = "objective", "speed", "bookkeeping"
+
+
+def _knob(group: str, text: str, default=None):
+    return field(default=default, metadata={"help": text, "group": group})
+
+
+def _objective(text: str, default=None):
+    return _knob(GROUP_OBJECTIVE, text, default)
+
+
+def _speed(text: str, default=None):
+    return _knob(GROUP_SPEED, text, default)
+
+
+def _bookkeeping(text: str, default=None):
+    return _knob(GROUP_BOOKKEEPING, text, default)
 
 
 @dataclass
 class GRPOConfig:
     """Every knob of ``train_grpo``; the defaults train qwq-nano on 2 CPU cores.
 
-    ``GRPOConfig.help()`` prints each field with its help text.
+    The knobs come in three groups (``GRPOConfig.knobs(group)``):
+
+    - **objective**: what is learned: the batch each step sees, the loss, the optimizer, LoRA,
+      the seed. Two runs that differ here are different experiments (a resume refuses them).
+    - **speed**: how the same update is computed (micro-batches, length buckets, threads); the
+      update is the same up to float rounding (tested).
+    - **bookkeeping**: how long to run, where to log, how often to checkpoint, the progress bar.
+
+    ``GRPOConfig.help()`` prints each field with its help text, group by group.
     """
+    # ===== objective =====
     # what one step sees
-    num_prompts: int = _help("Prompts per step; each gets num_generations completions.", 16)
-    num_generations: int = _help("Completions per prompt (G in the GRPO paper); at least 2, "
-                                 "since advantages compare completions of the same prompt.", 8)
-    max_new_tokens: int = _help("Longest completion; longer ones are cut and counted as truncated.", 96)
-    temperature: float = _help("Sampling temperature for rollouts (1.0 samples the policy itself).", 1.0)
-    top_p: float = _help("Nucleus sampling for rollouts; 1.0 = off, which keeps log-probs exact.", 1.0)
-    top_k: int = _help("Top-k sampling for rollouts; 0 = off.", 0)
-    # how long
-    steps: int = _help("Optimizer steps (at most; see max_seconds).", 50)
-    max_seconds: float | None = _help("Stop after this many seconds of training, if set.", None)
+    num_prompts: int = _objective("Prompts per step; each gets num_generations completions.", 16)
+    num_generations: int = _objective("Completions per prompt (G in the GRPO paper); at least 2, "
+                                      "since advantages compare completions of the same prompt.", 8)
+    max_new_tokens: int = _objective("Longest completion; longer ones are cut and counted as truncated.", 96)
+    temperature: float = _objective("Sampling temperature for rollouts (1.0 samples the policy itself).", 1.0)
+    top_p: float = _objective("Nucleus sampling for rollouts; 1.0 = off, which keeps log-probs exact.", 1.0)
+    top_k: int = _objective("Top-k sampling for rollouts; 0 = off.", 0)
     # the objective
-    estimator: str = _help("Advantage estimator: 'grpo' (group mean/std), 'dr_grpo' (no std), "
-                           "'rloo' (leave-one-out) or 'batch' (group mean, batch std).", "grpo")
-    loss_aggregation: str = _help("'token' (DAPO), 'sequence' (original GRPO) or 'constant' "
-                                  "(Dr. GRPO: divide by max_new_tokens).", "token")
-    beta: float = _help("KL penalty weight against a frozen reference model; 0 = no reference "
-                        "model (DAPO, Dr. GRPO).", 0.0)
-    kl_estimator: str = _help("KL estimator when beta > 0: 'k1', 'k2' or 'k3' (Schulman). As a loss term on "
-                              "samples from the policy, k1 (log ratio) has zero expected gradient: it "
-                              "reports the KL but does not pull towards the reference; use k3 or k2.", "k3")
-    clip_low: float = _help("Lower clip: ratio may fall to 1 - clip_low.", 0.2)
-    clip_high: float = _help("Upper clip: ratio may rise to 1 + clip_high (> clip_low is DAPO's "
-                             "clip-higher).", 0.28)
-    num_iterations: int = _help("Updates per batch of rollouts (mu in the GRPO paper). 1 = on-policy: "
-                                "the ratio is 1, so no old log-probs are computed.", 1)
-    scale_eps: float = _help("Added to the std in the 'grpo'/'batch' advantage.", 1e-4)
-    reward_weights: list | None = _help("One weight per reward function (default all 1).", None)
+    estimator: str = _objective("Advantage estimator: 'grpo' (group mean/std), 'dr_grpo' (no std), "
+                                "'rloo' (leave-one-out) or 'batch' (group mean, batch std).", "grpo")
+    loss_aggregation: str = _objective("'token' (DAPO), 'sequence' (original GRPO) or 'constant' "
+                                       "(Dr. GRPO: divide by max_new_tokens).", "token")
+    beta: float = _objective("KL penalty weight against a frozen reference model; 0 = no reference "
+                             "model (DAPO, Dr. GRPO).", 0.0)
+    kl_estimator: str = _objective("KL estimator when beta > 0: 'k1', 'k2' or 'k3' (Schulman). As a loss term on "
+                                   "samples from the policy, k1 (log ratio) has zero expected gradient: it "
+                                   "reports the KL but does not pull towards the reference; use k3 or k2.", "k3")
+    clip_low: float = _objective("Lower clip: ratio may fall to 1 - clip_low.", 0.2)
+    clip_high: float = _objective("Upper clip: ratio may rise to 1 + clip_high (> clip_low is DAPO's "
+                                  "clip-higher).", 0.28)
+    num_iterations: int = _objective("Updates per batch of rollouts (mu in the GRPO paper). 1 = on-policy: "
+                                     "the ratio is 1, so no old log-probs are computed.", 1)
+    scale_eps: float = _objective("Added to the std in the 'grpo'/'batch' advantage.", 1e-4)
+    reward_weights: list | None = _objective("One weight per reward function (default all 1).", None)
     # the optimizer
-    learning_rate: float = _help("AdamW learning rate.", 2e-4)
-    warmup_steps: int = _help("Linear learning-rate warm-up steps.", 0)
-    weight_decay: float = _help("AdamW weight decay.", 0.0)
-    max_grad_norm: float | None = _help("Clip the gradient norm to this; None = no clipping.", 1.0)
-    micro_batch_size: int | None = _help("Completions per forward/backward (gradient accumulation) "
-                                         "to bound memory on a GPU; None = split the batch into "
-                                         "length_buckets groups instead. The update is the same either way.",
-                                         None)
-    length_buckets: int = _help("Sort the completions by length and run the forward/backward in this "
-                                "many groups, so short ones are not padded to the longest (1 = one group); "
-                                "used when micro_batch_size is None.", 2)
+    learning_rate: float = _objective("AdamW learning rate.", 2e-4)
+    warmup_steps: int = _objective("Linear learning-rate warm-up steps.", 0)
+    weight_decay: float = _objective("AdamW weight decay.", 0.0)
+    max_grad_norm: float | None = _objective("Clip the gradient norm to this; None = no clipping.", 1.0)
     # LoRA (peft), e.g. on a 4-bit model on a GPU
-    use_lora: bool = _help("Train LoRA adapters (peft) instead of all weights; on a 4-bit model "
-                           "(load_model(..., bits=4)) this is QLoRA.", False)
-    lora_r: int = _help("LoRA rank.", 8)
-    lora_alpha: int = _help("LoRA scaling alpha.", 16)
-    lora_dropout: float = _help("LoRA dropout.", 0.0)
-    lora_target_modules: str | list = _help("Modules LoRA adapts ('all-linear' or a list of names).",
-                                            "all-linear")
-    # bookkeeping
-    seed: int = _help("Seed for the problem order and sampling.", 0)
-    log_file: str | None = _help("Append one JSON line per step here (.jsonl), or a CSV (.csv).", None)
-    checkpoint_dir: str | None = _help("Save checkpoints here; a run started again resumes from "
-                                       "the latest one.", None)
-    checkpoint_every: int = _help("Save a checkpoint every this many steps (0 = only at the end "
-                                  "and on interruption).", 25)
-    keep_checkpoints: int = _help("How many recent checkpoints to keep.", 2)
-    resume: bool = _help("Resume from the latest checkpoint in checkpoint_dir if there is one (it must be "
-                         "the same experiment: see RESUME_MAY_CHANGE). False starts a new run, which needs "
-                         "a checkpoint_dir without another run's checkpoints.", True)
-    num_threads: int | None = _help("torch CPU threads (2 on the lab's machines); None = leave as is.", 2)
-    progress: bool = _help("Show a tqdm progress bar.", True)
+    use_lora: bool = _objective("Train LoRA adapters (peft) instead of all weights; on a 4-bit model "
+                                "(load_model(..., bits=4)) this is QLoRA.", False)
+    lora_r: int = _objective("LoRA rank.", 8)
+    lora_alpha: int = _objective("LoRA scaling alpha.", 16)
+    lora_dropout: float = _objective("LoRA dropout.", 0.0)
+    lora_target_modules: str | list = _objective("Modules LoRA adapts ('all-linear' or a list of names).",
+                                                 "all-linear")
+    # randomness
+    seed: int = _objective("Seed for the problem order and sampling.", 0)
+    # ===== speed =====
+    # speed and memory: the same update, computed in other pieces
+    micro_batch_size: int | None = _speed("Completions per forward/backward (gradient accumulation) "
+                                          "to bound memory on a GPU; None = split the batch into "
+                                          "length_buckets groups instead. The update is the same either way.",
+                                          None)
+    length_buckets: int = _speed("Sort the completions by length and run the forward/backward in this "
+                                 "many groups, so short ones are not padded to the longest (1 = one group); "
+                                 "used when micro_batch_size is None.", 2)
+    num_threads: int | None = _speed("torch CPU threads (2 on the lab's machines); None = leave as is.", 2)
+    # ===== bookkeeping =====
+    # how long, logs and checkpoints
+    steps: int = _bookkeeping("Optimizer steps (at most; see max_seconds).", 50)
+    max_seconds: float | None = _bookkeeping("Stop after this many seconds of training, if set.", None)
+    log_file: str | None = _bookkeeping("Append one JSON line per step here (.jsonl), or a CSV (.csv).", None)
+    checkpoint_dir: str | None = _bookkeeping("Save checkpoints here; a run started again resumes from "
+                                              "the latest one.", None)
+    checkpoint_every: int = _bookkeeping("Save a checkpoint every this many steps (0 = only at the end "
+                                         "and on interruption).", 25)
+    keep_checkpoints: int = _bookkeeping("How many recent checkpoints to keep.", 2)
+    resume: bool = _bookkeeping("Resume from the latest checkpoint in checkpoint_dir if there is one (it must be "
+                                "the same experiment: only the speed and bookkeeping knobs may change). False "
+                                "starts a new run, which needs a checkpoint_dir without another run's "
+                                "checkpoints.", True)
+    progress: bool = _bookkeeping("Show a tqdm progress bar.", True)
 
     def __post_init__(self):
         def bad(msg):
@@ -324,95 +380,27 @@ class GRPOConfig:
             bad(f"reward_weights must be finite numbers, got {self.reward_weights}.")
 
     @classmethod
+    def knobs(cls, group: str) -> tuple[str, ...]:
+        """The names of one group's fields: ``"objective"``, ``"speed"`` or ``"bookkeeping"``."""
+        groups = (GROUP_OBJECTIVE, GROUP_SPEED, GROUP_BOOKKEEPING)
+        if group not in groups:
+            raise ValueError(f"unknown group {group!r}; one of {groups}")
+        return tuple(f.name for f in fields(cls) if f.metadata["group"] == group)
+
+    @classmethod
     def help(cls) -> str:
-        """Each field, its default and its help text, one per line."""
+        """Each field, its default and its help text, one per line, under its group's name."""
         lines = []
-        for f in fields(cls):
-            default = f.default if f.default is not MISSING else f.default_factory()
-            lines.append(f"{f.name} (default {default!r}): {f.metadata.get('help', '')}")
+        for group in (GROUP_OBJECTIVE, GROUP_SPEED, GROUP_BOOKKEEPING):
+            lines.append(f"[{group}]")
+            for f in fields(cls):
+                if f.metadata["group"] == group:
+                    default = f.default if f.default is not MISSING else f.default_factory()
+                    lines.append(f"{f.name} (default {default!r}): {f.metadata.get('help', '')}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# ----------------------------------------------------------------------------- rewards
-
-def task_reward(task):
-    """The task's own grader as a reward with TRL's signature (the default correctness reward).
-
-    Reads the gold ``answer`` (and ``question``/``problem_id`` if given) from the keyword
-    arguments, as ``train_grpo`` and TRL pass dataset columns. ``None`` when the gold answer
-    is missing (cannot be judged).
-    """
-    from qwqlab.tasks.base import Problem
-
-    def correctness(prompts, completions, answer=None, question=None, problem_id=None, **kwargs):
-        n = len(completions)
-        answers = answer if answer is not None else [None] * n
-        questions = question if question is not None else [""] * n
-        ids = problem_id if problem_id is not None else [str(i) for i in range(n)]
-        return [task.grade(c, Problem(id=str(i), question=q, answer=a))
-                for c, a, q, i in zip(completions, answers, questions, ids)]
-
-    correctness.__name__ = f"{getattr(task, 'name', 'task')}_correctness"
-    return correctness
-
-
-def _reward_name(func, i: int) -> str:
-    return getattr(func, "__name__", None) or getattr(getattr(func, "func", None), "__name__", None) or f"reward_{i}"
-
-
-def score_rewards(reward_funcs, prompts, completions, weights=None, **kwargs):
-    """Call each reward (TRL signature) and sum them with ``weights`` (``rewards.weighted_sum``).
-
-    Returns ``(total, per_func)``: ``total`` a list of floats or ``None`` (``None`` only when
-    every reward said "cannot be judged"; otherwise the ``None`` ones are skipped, as TRL
-    does; inf, NaN and absurd magnitudes count as "cannot be judged", with a warning),
-    ``per_func`` a dict name -> list of values as the rewards returned them.
-    """
-    weights = list(weights) if weights is not None else [1.0] * len(reward_funcs)
-    if len(weights) != len(reward_funcs):
-        raise ValueError(f"{len(weights)} reward_weights for {len(reward_funcs)} reward functions")
-    per_func = {}
-    for i, f in enumerate(reward_funcs):
-        values = list(f(prompts=prompts, completions=completions, **kwargs))
-        if len(values) != len(completions):
-            raise ValueError(f"reward {_reward_name(f, i)} returned {len(values)} values for "
-                             f"{len(completions)} completions")
-        name = _reward_name(f, i)
-        per_func[name if name not in per_func else f"{name}_{i}"] = values
-    total = weighted_sum(list(per_func.values()), weights, names=list(per_func), n=len(completions))
-    return total, per_func
-
-
-#: The reward set-ups notebook 04 and ``scripts/record_runs.py`` train with (see ``reward_setup``).
-REWARD_SETUPS = {
-    "correctness": "correctness only: 1 for the right boxed answer, 0 otherwise (qwqlab.rewards accuracy)",
-    "length_penalty": "correctness plus Kimi k1.5's length penalty at weight 2: the longest correct "
-                      "completion of a group scores no more than a wrong one",
-    "format": "format only: thinking, </think>, then a boxed answer; the answer itself is never checked",
-}
-
-
-def reward_setup(name: str, num_generations: int = 8, length_weight: float = 2.0):
-    """The reward functions and weights of a named set-up in ``REWARD_SETUPS``.
-
-    Returns ``(reward_funcs, weights)`` for ``train_grpo(..., reward_funcs, GRPOConfig(
-    reward_weights=weights))``; each function is qwqlab.rewards' own, unchanged.
-    ``length_weight`` scales the Kimi length penalty (in [-0.5, 0.5] per completion): at 2
-    qwq-nano still learns to reason but less; from about 3 it learns to stop answering at all.
-    """
-    from qwqlab.rewards import get_reward
-
-    if name == "correctness":
-        return [get_reward("accuracy")], [1.0]
-    if name == "length_penalty":
-        return [get_reward("accuracy"), get_reward("kimi_length", num_generations=num_generations)], \
-            [1.0, float(length_weight)]
-    if name == "format":
-        return [get_reward("format")], [1.0]
-    raise ValueError(f"unknown reward set-up {name!r}; known: {sorted(REWARD_SETUPS)}")
 
 
 # ----------------------------------------------------------------------------- log-probs
@@ -574,16 +562,11 @@ def evaluate_policy(model, tokenizer, task, num_problems: int = 200, temperature
                for name, vals in scored.items()}}
 
 
-# ----------------------------------------------------------------------------- checkpoints
+# ----------------------------------------------------------------------------- runs
 
-#: GRPOConfig fields a resumed run may change: how long, how often to save, where to log,
-#: how fast or how memory-hungry, but not what is learned. Any other difference stops a resume.
-RESUME_MAY_CHANGE = ("steps", "max_seconds", "log_file", "checkpoint_dir", "checkpoint_every", "keep_checkpoints",
-                     "resume", "num_threads", "progress", "micro_batch_size", "length_buckets")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder cannot be used for this run; the message says why and what to do."""
+#: GRPOConfig fields a resumed run may change: the speed and bookkeeping knobs (how long, how
+#: often to save, where to log, how fast or how memory-hungry), not what is learned.
+RESUME_MAY_CHANGE = GRPOConfig.knobs(GROUP_SPEED) + GRPOConfig.knobs(GROUP_BOOKKEEPING)
 
 
 def run_settings(config: GRPOConfig, task, reward_funcs) -> dict:
@@ -591,138 +574,224 @@ def run_settings(config: GRPOConfig, task, reward_funcs) -> dict:
     the task and the reward functions' names (as JSON values, the way a checkpoint stores them)."""
     settings = {k: v for k, v in config.to_dict().items() if k not in RESUME_MAY_CHANGE}
     settings["task"] = getattr(task, "name", type(task).__name__)
-    settings["rewards"] = [_reward_name(f, i) for i, f in enumerate(reward_funcs)]
+    settings["rewards"] = [reward_name(f, i) for i, f in enumerate(reward_funcs)]
     return json.loads(json.dumps(settings, default=str))
 
 
-def _run_of(checkpoint: Path) -> dict | None:
-    """A checkpoint's ``run.json`` (``run_id`` and ``settings``); ``None`` for one saved before runs had ids."""
-    try:
-        return json.loads((checkpoint / "run.json").read_text())
-    except (OSError, ValueError):
-        return None
+# ----------------------------------------------------------------------------- training, in stages
+
+@dataclass
+class RolloutBatch:
+    """One step's rollouts, scored: what stage 1 of ``train_grpo`` hands to the others.
+
+    ``completion_ids``/``completion_mask`` are ``(rows, tokens)`` right-padded, ``prompt_ids``/
+    ``prompt_mask`` ``(prompts, tokens)`` left-padded as the decoder saw them; row ``i`` continues
+    prompt ``i // num_generations``. ``total`` is the weighted reward (``None``: cannot be
+    judged), ``rewards`` the same as a tensor with NaN for ``None``.
+    """
+    problems: list
+    prompts: list[str]
+    completions: list            # qwqlab.decoding.Completion, one per row
+    total: list
+    per_func: dict
+    rewards: torch.Tensor
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    completion_ids: torch.Tensor
+    completion_mask: torch.Tensor
+    lengths: torch.Tensor
+    generation_seconds: float
+
+    @property
+    def texts(self) -> list[str]:
+        return [c.text for c in self.completions]
+
+    @property
+    def row_problems(self) -> list:
+        return [self.problems[c.prompt_index] for c in self.completions]
 
 
-def _checkpoints(root: Path, run_id: str | None = None) -> list[Path]:
-    """Complete checkpoints in ``root``, oldest first; with ``run_id``, that run's only."""
-    done = [p for p in root.glob("step-*") if p.suffix != ".tmp" and (p / "state.pt").exists()]
-    if run_id is not None:
-        done = [p for p in done if (_run_of(p) or {}).get("run_id", run_id) == run_id]
-    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+def roll_out_and_score(model, tokenizer, task, problems, reward_funcs, cfg: GRPOConfig, step: int) -> RolloutBatch:
+    """Stage 1: sample ``num_generations`` completions of each problem (the one decoder,
+    seeded by ``seed`` and ``step``) and score them with the rewards (``rewards.score_rewards``)."""
+    import torch
+
+    from qwqlab.decoding import encode_left, generate
+
+    device = next(model.parameters()).device
+    t0 = time.perf_counter()
+    prompts = [task.prompt(tokenizer, p) for p in problems]
+    gens, (seqs, plen) = generate(model, tokenizer, prompts, cfg.num_generations, temperature=cfg.temperature,
+                                  top_p=cfg.top_p, top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens,
+                                  seed=cfg.seed * 1_000_003 + step, return_tensors=True)
+    t_gen = time.perf_counter() - t0
+    rep = [problems[g.prompt_index] for g in gens]
+    total, per_func = score_rewards(
+        reward_funcs, [prompts[g.prompt_index] for g in gens], [g.text for g in gens], cfg.reward_weights,
+        answer=[p.answer for p in rep], question=[p.question for p in rep],
+        problem_id=[p.id for p in rep], completion_ids=[g.token_ids for g in gens])
+    rewards = torch.tensor([float("nan") if r is None else r for r in total], dtype=torch.float32)
+    # The prompts as the decoder padded them, and the completions right-padded after them.
+    enc = encode_left(tokenizer, prompts, device)
+    seqs = seqs.to(device).clone()  # generate ran under inference_mode; autograd needs a normal tensor
+    lengths = torch.tensor([g.num_tokens for g in gens], device=device)
+    cmask = torch.arange(seqs.shape[1] - plen, device=device).unsqueeze(0) < lengths.unsqueeze(1)
+    return RolloutBatch(problems, prompts, gens, total, per_func, rewards, enc["input_ids"], enc["attention_mask"],
+                        seqs[:, plen:], cmask, lengths, t_gen)
 
 
-def latest_checkpoint(checkpoint_dir, run_id: str | None = None) -> Path | None:
-    """The newest complete checkpoint (``step-NNNNNN`` holding ``state.pt``) in ``checkpoint_dir``
-    (with ``run_id``: the newest of that run)."""
-    if checkpoint_dir is None or not Path(checkpoint_dir).is_dir():
-        return None
-    done = _checkpoints(Path(checkpoint_dir), run_id)
-    return done[-1] if done else None
+def micro_batches(batch: RolloutBatch, advantages, cfg: GRPOConfig) -> list:
+    """The rows the policy loss runs on, in micro-batches of similar length.
 
-
-def _differences(saved: dict, now: dict) -> list[str]:
-    keys = [k for k in now if k in saved] + [k for k in saved if k not in now]
-    return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in keys if saved.get(k) != now.get(k)]
-
-
-def check_resumable(checkpoint: Path, settings: dict) -> str | None:
-    """The run id to continue from ``checkpoint``; ``CheckpointError`` naming each difference
-    (``"learning_rate: 0.01 -> 0.5"``) if this run is another experiment."""
-    run = _run_of(checkpoint)
-    if run is not None:
-        saved = run.get("settings", {})
-    else:  # saved before runs had ids: its config.json still says how it was trained
-        try:
-            saved = {k: v for k, v in json.loads((checkpoint / "config.json").read_text()).items()
-                     if k not in RESUME_MAY_CHANGE}
-        except (OSError, ValueError):
-            saved = {}
-        saved = {**{k: settings[k] for k in ("task", "rewards")}, **saved}
-    diff = _differences(saved, settings)
-    if diff:
-        raise CheckpointError(
-            f"train_grpo: {checkpoint} belongs to a run with other settings ({'; '.join(diff)}). Resuming would "
-            "continue that run as another experiment in the middle of its log. Use that run's settings to "
-            "continue it, or another checkpoint_dir to start a new run. (Only "
-            f"{', '.join(RESUME_MAY_CHANGE)} may change on a resume.)")
-    return (run or {}).get("run_id")
-
-
-def _trainable_state(model) -> dict:
-    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def save_checkpoint(checkpoint_dir, step: int, model, optimizer, history: list[dict], config: GRPOConfig,
-                    keep: int = 2, run: dict | None = None) -> Path:
-    """Write the trainable weights, optimizer state and log so far; written to a temporary
-    folder and renamed, so an interruption never leaves a half-written checkpoint.
-
-    ``run`` (``{"run_id": ..., "settings": run_settings(...)}``) is stored as ``run.json``;
-    rotation (keep the newest ``keep``) then deletes only that run's checkpoints.
+    Rows with advantage 0 (a group whose completions all scored the same, or an unjudged
+    completion) give exactly zero policy gradient: without a KL term they need no forward pass.
+    They still count in the loss's denominators (``policy_update``), so the update is the same
+    as on the whole batch (tested), at a fraction of the cost.
     """
     import torch
 
-    root = Path(checkpoint_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:06d}"
-    tmp = root / f"step-{step:06d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    torch.save({"step": step, "model": _trainable_state(model), "optimizer": optimizer.state_dict()},
-               tmp / "state.pt")
-    (tmp / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
-    (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
-    if run is not None:
-        (tmp / "run.json").write_text(json.dumps(run, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    old = _checkpoints(root, (run or {}).get("run_id"))
-    for p in old[:-keep]:
-        shutil.rmtree(p, ignore_errors=True)
-    return final
+    rows = (torch.nonzero(advantages != 0).squeeze(-1) if cfg.beta == 0
+            else torch.arange(len(advantages), device=advantages.device))
+    rows = rows[torch.argsort(batch.lengths[rows], stable=True)]  # similar lengths share a chunk
+    size = cfg.micro_batch_size or max(1, math.ceil(len(rows) / cfg.length_buckets))
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
 
 
-def load_checkpoint(path, model, optimizer=None) -> tuple[int, list[dict]]:
-    """Restore weights (and optimizer state) from a checkpoint; returns ``(step, history)``."""
+def batch_logprobs(model, batch: RolloutBatch, rows, cfg: GRPOConfig):
+    """Per-token log-probs (and entropies) of the completions in ``rows``, each prompt run once."""
     import torch
 
-    path = Path(path)
-    state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
-    missing = set(state["model"]) - {n for n, _ in model.named_parameters()}
-    if missing:
-        raise ValueError(f"checkpoint {path} does not fit this model: unknown parameters {sorted(missing)[:3]}...")
-    model.load_state_dict(state["model"], strict=False)
-    if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    lines = (path / "history.jsonl").read_text().splitlines()
-    return state["step"], [json.loads(line) for line in lines if line]
+    prompt_index = torch.div(rows, cfg.num_generations, rounding_mode="floor")
+    prompts_used, inverse = torch.unique(prompt_index, return_inverse=True)
+    pmask = batch.prompt_mask[prompts_used]
+    lead = int((pmask.sum(0) == 0).sum())  # left-padding columns no prompt of this chunk needs
+    width = int(batch.lengths[rows].max().clamp(min=1))
+    return shared_prefix_logprobs(model, batch.prompt_ids[prompts_used, lead:], pmask[:, lead:], inverse,
+                                  batch.completion_ids[rows, :width], batch.completion_mask[rows, :width],
+                                  cfg.temperature)
 
 
-def _write_log(log_file, history: list[dict], append_row: dict | None = None) -> None:
-    if not log_file:
-        return
-    path = Path(log_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".csv":
-        import pandas as pd
-        pd.DataFrame(history).to_csv(path, index=False)
-    elif append_row is not None:
-        with open(path, "a") as f:
-            f.write(json.dumps(append_row) + "\n")
-    else:
-        path.write_text("".join(json.dumps(r) + "\n" for r in history))
+def policy_update(model, optimizer, params, batch: RolloutBatch, advantages, chunks, cfg: GRPOConfig,
+                  reference=None, before_step=None) -> dict:
+    """Stage 3: the clipped surrogate (+ ``beta`` x KL) over the micro-batches, then the optimizer step.
+
+    ``num_iterations`` updates on the same rollouts (the first on-policy, so its ratio is 1);
+    ``reference(batch, rows)`` gives the frozen reference's log-probs when ``beta > 0``;
+    ``before_step()`` is called just before each optimizer step. Each
+    micro-batch's loss is scaled so their sum is the loss of the whole batch. An update whose
+    loss or gradient is not finite is skipped, with a warning: it never reaches the weights.
+
+    Returns ``loss``, ``kl`` (summed over tokens), ``clipped`` (tokens), ``grad_norm`` and
+    ``skipped`` (updates refused).
+    """
+    import torch
+
+    mask = batch.completion_mask
+    n_rows, total_tokens = mask.shape[0], mask.sum().clamp(min=1)
+    old = None
+    if cfg.num_iterations > 1:
+        with torch.no_grad():
+            old = [batch_logprobs(model, batch, c, cfg)[0] for c in chunks]
+    ref = [reference(batch, c) for c in chunks] if cfg.beta > 0 else None
+    stats = {"loss": 0.0, "kl": 0.0, "clipped": 0.0, "grad_norm": float("nan"), "skipped": 0}
+    for it in range(cfg.num_iterations):
+        optimizer.zero_grad(set_to_none=True)
+        for k, c in enumerate(chunks):
+            logp, _ = batch_logprobs(model, batch, c, cfg)
+            m = mask[c, :logp.shape[1]]
+            old_logp = old[k] if old is not None else logp.detach()
+            per_token, is_clipped = clipped_surrogate(logp, old_logp, advantages[c], cfg.clip_low, cfg.clip_high)
+            if cfg.beta > 0:
+                kl = kl_estimate(logp, ref[k], cfg.kl_estimator)
+                per_token = per_token + cfg.beta * kl
+                if it == 0:
+                    stats["kl"] += float((kl.detach() * m).sum())
+            loss = aggregate_loss(per_token, m, cfg.loss_aggregation, cfg.max_new_tokens)
+            # Scale each micro-batch so the sum equals the loss on the whole batch.
+            if cfg.loss_aggregation == "token":
+                loss = loss * m.sum().clamp(min=1) / total_tokens
+            else:
+                loss = loss * len(c) / n_rows
+            loss.backward()
+            if it == cfg.num_iterations - 1:
+                stats["loss"] += float(loss.detach())
+                stats["clipped"] += float((is_clipped & m).sum())
+        for p in params:  # no trained rows: a zero gradient, exactly as the full batch gives
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        grad_norm = (torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm
+                     else torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in params)))
+        stats["grad_norm"] = float(grad_norm)
+        if not (math.isfinite(stats["grad_norm"]) and math.isfinite(stats["loss"])):
+            stats["skipped"] += 1
+            warnings.warn(f"the loss ({stats['loss']}) or gradient norm ({stats['grad_norm']}) is not finite, so "
+                          "this update was skipped; the weights did not change", RuntimeWarning, stacklevel=3)
+            optimizer.zero_grad(set_to_none=True)
+            continue
+        if before_step is not None:
+            before_step()
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return stats
 
 
-# ----------------------------------------------------------------------------- training
+def step_log(step: int, batch: RolloutBatch, update: dict, trained_rows: int, timing: dict, tokenizer, task,
+             cfg: GRPOConfig) -> dict:
+    """Stage 4: one row of the log: rewards, accuracy, lengths, KL, clipping, entropy, loss, and
+    ``timing`` (``learning_rate``, ``seconds``, ``elapsed_seconds``)."""
+    import torch
+
+    texts, rep, gens = batch.texts, batch.row_problems, batch.completions
+    think, formatted = _think_token_counts(tokenizer, texts)
+    grades = [task.grade(t, p) for t, p in zip(texts, rep)]
+    judged = [r for r in batch.total if r is not None]
+    groups = batch.rewards.view(-1, cfg.num_generations)
+    spread = [float(torch.nan_to_num(g[~torch.isnan(g)].std(), nan=0.0)) if (~torch.isnan(g)).sum() > 1
+              else 0.0 for g in groups]
+    n_tok = float(batch.completion_mask.sum().clamp(min=1))
+    row = {
+        "step": step,
+        "reward_mean": sum(judged) / len(judged) if judged else float("nan"),
+        "reward_std": float(torch.tensor(judged).std()) if len(judged) > 1 else 0.0,
+        "accuracy": sum(g or 0.0 for g in grades) / len(grades),
+        "format_rate": sum(formatted) / len(formatted),
+        "completion_tokens_mean": float(batch.lengths.float().mean()),
+        "think_tokens_mean": sum(think) / len(think),
+        "truncation_rate": sum(g.finish_reason == "length" for g in gens) / len(gens),
+        "kl": update["kl"] / n_tok if cfg.beta > 0 else float("nan"),
+        "clip_fraction": update["clipped"] / n_tok,
+        "zero_spread_share": sum(s < 1e-8 for s in spread) / len(spread),
+        # The sampler's per-token entropy over every completion (rollouts are never
+        # greedy here: GRPOConfig refuses temperature 0, so the decoder always reports it).
+        "entropy": sum(g.entropy * g.num_tokens for g in gens) / n_tok,
+        "trained_share": trained_rows / len(gens),
+        "loss": update["loss"],
+        "grad_norm": update["grad_norm"],
+        "unjudged_share": 1 - len(judged) / len(batch.total),
+        "learning_rate": timing["learning_rate"],
+        "generation_seconds": batch.generation_seconds,
+        "seconds": timing["seconds"],
+        "elapsed_seconds": timing["elapsed_seconds"],
+        "skipped_updates": update["skipped"],
+    }
+    for name, vals in batch.per_func.items():
+        ok = [float(v) for v in vals if v is not None and math.isfinite(float(v))]
+        row[f"reward/{name}"] = sum(ok) / len(ok) if ok else float("nan")
+    return row
+
 
 def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | None = None,
                ref_model=None, callback=None):
     """Train ``model`` with GRPO on ``task``'s problems; returns the per-step log as a DataFrame.
 
-    Each step: draw ``num_prompts`` problems, sample ``num_generations`` completions each
-    (``qwqlab.decoding.generate``), score them with ``reward_funcs`` (TRL signature; default
-    the task's grader), turn rewards into advantages (``compute_advantages``), and take one
-    AdamW step on the clipped surrogate (+ ``beta`` x KL to a frozen reference).
+    Each step draws ``num_prompts`` problems and runs four stages, each a function of its own:
+
+    1. ``roll_out_and_score``: ``num_generations`` completions each (``qwqlab.decoding.generate``),
+       scored with ``reward_funcs`` (TRL signature; default the task's grader).
+    2. ``compute_advantages``: each reward against its group's.
+    3. ``policy_update``: the clipped surrogate (+ ``beta`` x KL to a frozen reference) over the
+       micro-batches of ``micro_batches``, log-probs from ``batch_logprobs``, then an AdamW step.
+    4. ``step_log``: one row of the log.
 
     Args:
         model, tokenizer: a causal LM (full precision, or 4-bit with ``config.use_lora``).
@@ -753,8 +822,6 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
     import pandas as pd
     import torch
     from tqdm.auto import tqdm
-
-    from qwqlab.decoding import encode_left, generate
 
     cfg = config or GRPOConfig()
     if cfg.num_threads:
@@ -798,13 +865,13 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
             "and 'latest' would mix them. Pass another checkpoint_dir, delete that folder, or resume=True to "
             "continue that run.")
     if ckpt is not None:
-        run["run_id"] = check_resumable(ckpt, run["settings"]) or run["run_id"]
+        run["run_id"] = check_resumable(ckpt, run["settings"], RESUME_MAY_CHANGE) or run["run_id"]
         start_step, history = load_checkpoint(ckpt, model, optimizer)
         print(f"train_grpo: resumed from {ckpt} (step {start_step})")
     if cfg.log_file:
         if start_step == 0 and Path(cfg.log_file).exists():
             Path(cfg.log_file).unlink()
-        _write_log(cfg.log_file, history)
+        write_log(cfg.log_file, history)
 
     pool = task.problems(cfg.steps * P)
     if not pool:
@@ -813,23 +880,16 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
     def lr_at(step):
         return cfg.learning_rate * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.learning_rate
 
-    def chunk_logps(net, batch, idx):
-        """Log-probs of the completions in rows ``idx``, each prompt run once (shared prefix)."""
-        prompt_index = torch.div(idx, G, rounding_mode="floor")
-        prompts_used, inverse = torch.unique(prompt_index, return_inverse=True)
-        pmask = batch["prompt_mask"][prompts_used]
-        lead = int((pmask.sum(0) == 0).sum())  # left-padding columns no prompt of this chunk needs
-        width = int(batch["lengths"][idx].max().clamp(min=1))
-        return shared_prefix_logprobs(net, batch["prompt_ids"][prompts_used, lead:], pmask[:, lead:], inverse,
-                                      batch["completion_ids"][idx, :width], batch["completion_mask"][idx, :width],
-                                      cfg.temperature)
-
-    def ref_logps(batch, idx):
+    def reference(batch, rows):
         with torch.no_grad():
-            if ref_ctx is not None:
+            if ref_ctx is not None:  # LoRA: the reference is the model with its adapters off
                 with ref_ctx():
-                    return chunk_logps(model, batch, idx)[0]
-            return chunk_logps(ref_model, batch, idx)[0]
+                    return batch_logprobs(model, batch, rows, cfg)[0]
+            return batch_logprobs(ref_model, batch, rows, cfg)[0]
+
+    def mark_updating():  # from the first optimizer step on, weights and log disagree until the row is written
+        nonlocal updating
+        updating = True
 
     elapsed = sum(r.get("seconds", 0.0) for r in history)
     bar = tqdm(total=cfg.steps, initial=start_step, desc="GRPO", disable=not cfg.progress)
@@ -839,131 +899,25 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
         while step < cfg.steps:
             t0 = time.perf_counter()
             problems = [pool[(step * P + i) % len(pool)] for i in range(P)]
-            prompts = [task.prompt(tokenizer, p) for p in problems]
-            gens, (seqs, plen) = generate(model, tokenizer, prompts, G, temperature=cfg.temperature,
-                                          top_p=cfg.top_p, top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens,
-                                          seed=cfg.seed * 1_000_003 + step, return_tensors=True)
-            t_gen = time.perf_counter() - t0
-            texts = [g.text for g in gens]
-            rep = [problems[g.prompt_index] for g in gens]
-            total, per_func = score_rewards(
-                reward_funcs, [prompts[g.prompt_index] for g in gens], texts, cfg.reward_weights,
-                answer=[p.answer for p in rep], question=[p.question for p in rep],
-                problem_id=[p.id for p in rep], completion_ids=[g.token_ids for g in gens])
-            rewards = torch.tensor([float("nan") if r is None else r for r in total], dtype=torch.float32)
-            advantages = compute_advantages(rewards, G, cfg.estimator, cfg.scale_eps).to(device)
-
-            # The prompts as the decoder padded them, and the completions right-padded after them.
-            enc = encode_left(tokenizer, prompts, device)
-            seqs = seqs.to(device).clone()  # generate ran under inference_mode; autograd needs a normal tensor
-            n_new = seqs.shape[1] - plen
-            lengths = torch.tensor([g.num_tokens for g in gens], device=device)
-            cmask = torch.arange(n_new, device=device).unsqueeze(0) < lengths.unsqueeze(1)
-            batch = {"prompt_ids": enc["input_ids"], "prompt_mask": enc["attention_mask"],
-                     "completion_ids": seqs[:, plen:], "completion_mask": cmask, "lengths": lengths}
-            # Rows with advantage 0 (a group whose completions all scored the same, or an
-            # unjudged completion) give exactly zero policy gradient: without a KL term they need
-            # no forward pass. They still count in the loss's denominators, so the update is the
-            # same as on the whole batch (tested), at a fraction of the cost.
-            n_rows = seqs.shape[0]
-            rows = (torch.nonzero(advantages != 0).squeeze(-1) if cfg.beta == 0
-                    else torch.arange(n_rows, device=device))
-            total_tokens = cmask.sum().clamp(min=1)
-            rows = rows[torch.argsort(lengths[rows], stable=True)]  # similar lengths share a chunk
-            mb = cfg.micro_batch_size or max(1, math.ceil(len(rows) / cfg.length_buckets))
-            chunks = [rows[i:i + mb] for i in range(0, len(rows), mb)]
-
-            old = None
-            if cfg.num_iterations > 1:
-                with torch.no_grad():
-                    old = [chunk_logps(model, batch, c)[0] for c in chunks]
-            ref = [ref_logps(batch, c) for c in chunks] if cfg.beta > 0 else None
-
-            for g_ in optimizer.param_groups:
-                g_["lr"] = lr_at(step)
-            stats = {"loss": 0.0, "kl": 0.0, "clipped": 0.0}
-            skipped = 0  # updates of this step refused for a non-finite loss or gradient
-            for it in range(cfg.num_iterations):
-                optimizer.zero_grad(set_to_none=True)
-                for k, c in enumerate(chunks):
-                    logp, _ = chunk_logps(model, batch, c)
-                    m = cmask[c, :logp.shape[1]]
-                    old_logp = old[k] if old is not None else logp.detach()
-                    per_token, is_clipped = clipped_surrogate(logp, old_logp, advantages[c],
-                                                              cfg.clip_low, cfg.clip_high)
-                    if cfg.beta > 0:
-                        kl = kl_estimate(logp, ref[k], cfg.kl_estimator)
-                        per_token = per_token + cfg.beta * kl
-                        if it == 0:
-                            stats["kl"] += float((kl.detach() * m).sum())
-                    loss = aggregate_loss(per_token, m, cfg.loss_aggregation, cfg.max_new_tokens)
-                    # Scale each micro-batch so the sum equals the loss on the whole batch.
-                    if cfg.loss_aggregation == "token":
-                        loss = loss * m.sum().clamp(min=1) / total_tokens
-                    else:
-                        loss = loss * len(c) / n_rows
-                    loss.backward()
-                    if it == cfg.num_iterations - 1:
-                        stats["loss"] += float(loss.detach())
-                        stats["clipped"] += float((is_clipped & m).sum())
-                for p in params:  # no trained rows: a zero gradient, exactly as the full batch gives
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                grad_norm = (torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm
-                             else torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in params)))
-                if not (math.isfinite(float(grad_norm)) and math.isfinite(stats["loss"])):
-                    # A non-finite loss or gradient must never reach the weights: skip this update.
-                    skipped += 1
-                    warnings.warn(f"step {step + 1}: the loss ({stats['loss']}) or gradient norm ({float(grad_norm)}) "
-                                  "is not finite, so this update was skipped; the weights did not change",
-                                  RuntimeWarning, stacklevel=2)
-                    optimizer.zero_grad(set_to_none=True)
-                    continue
-                updating = True  # weights and log disagree until this step's row is written
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            # 1. Roll out and score: G completions per prompt, one weighted reward each.
+            batch = roll_out_and_score(model, tokenizer, task, problems, reward_funcs, cfg, step)
+            # 2. Advantages: each reward against its group's (compute_advantages).
+            advantages = compute_advantages(batch.rewards, G, cfg.estimator, cfg.scale_eps).to(device)
+            # 3. Policy loss over micro-batches (clipped surrogate + beta x KL), then the optimizer step.
+            chunks = micro_batches(batch, advantages, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            update = policy_update(model, optimizer, params, batch, advantages, chunks, cfg, reference, mark_updating)
             seconds = time.perf_counter() - t0
             elapsed += seconds
             step += 1
-
-            think, formatted = _think_token_counts(tokenizer, texts)
-            grades = [task.grade(t, p) for t, p in zip(texts, rep)]
-            judged = [r for r in total if r is not None]
-            groups = rewards.view(-1, G)
-            spread = [float(torch.nan_to_num(g[~torch.isnan(g)].std(), nan=0.0)) if (~torch.isnan(g)).sum() > 1
-                      else 0.0 for g in groups]
-            n_tok = float(total_tokens)
-            row = {
-                "step": step,
-                "reward_mean": sum(judged) / len(judged) if judged else float("nan"),
-                "reward_std": float(torch.tensor(judged).std()) if len(judged) > 1 else 0.0,
-                "accuracy": sum(g or 0.0 for g in grades) / len(grades),
-                "format_rate": sum(formatted) / len(formatted),
-                "completion_tokens_mean": float(lengths.float().mean()),
-                "think_tokens_mean": sum(think) / len(think),
-                "truncation_rate": sum(g.finish_reason == "length" for g in gens) / len(gens),
-                "kl": stats["kl"] / n_tok if cfg.beta > 0 else float("nan"),
-                "clip_fraction": stats["clipped"] / n_tok,
-                "zero_spread_share": sum(s < 1e-8 for s in spread) / len(spread),
-                # The sampler's per-token entropy over every completion (rollouts are never
-                # greedy here: GRPOConfig refuses temperature 0, so the decoder always reports it).
-                "entropy": sum(g.entropy * g.num_tokens for g in gens) / n_tok,
-                "trained_share": len(rows) / n_rows,
-                "loss": stats["loss"],
-                "grad_norm": float(grad_norm),
-                "unjudged_share": 1 - len(judged) / len(total),
-                "learning_rate": lr_at(step - 1),
-                "generation_seconds": t_gen,
-                "seconds": seconds,
-                "elapsed_seconds": elapsed,
-            }
-            row["skipped_updates"] = skipped
-            for name, vals in per_func.items():
-                ok = [float(v) for v in vals if v is not None and math.isfinite(float(v))]
-                row[f"reward/{name}"] = sum(ok) / len(ok) if ok else float("nan")
+            # 4. Log.
+            row = step_log(step, batch, update, sum(len(c) for c in chunks),
+                           {"learning_rate": lr_at(step - 1), "seconds": seconds, "elapsed_seconds": elapsed},
+                           tokenizer, task, cfg)
             history.append(row)
             updating = False
-            _write_log(cfg.log_file, history, append_row=row)
+            write_log(cfg.log_file, history, append_row=row)
             bar.update(1)
             bar.set_postfix(reward=f"{row['reward_mean']:.2f}", acc=f"{row['accuracy']:.2f}",
                             tokens=f"{row['completion_tokens_mean']:.0f}")
@@ -992,83 +946,3 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
     df = pd.DataFrame(history)
     df.attrs["log_file"] = cfg.log_file
     return df
-
-
-# ----------------------------------------------------------------------------- TRL, the scale-out path
-
-#: qwqlab's names -> TRL's: loss aggregation -> ``loss_type``, estimator -> ``scale_rewards``.
-TRL_LOSS_TYPES = {"token": "dapo", "sequence": "grpo", "constant": "dr_grpo"}
-TRL_SCALE_REWARDS = {"grpo": "group", "dr_grpo": "none", "batch": "batch"}
-
-
-def trl_dataset(task, tokenizer, num_problems: int):
-    """A ``datasets.Dataset`` for TRL's ``GRPOTrainer``: the chat-templated ``prompt`` plus the
-    columns qwqlab's rewards read (``answer``, ``question``, ``problem_id``)."""
-    from datasets import Dataset
-
-    problems = task.problems(num_problems)
-    return Dataset.from_list([{"prompt": task.prompt(tokenizer, p), "answer": p.answer, "question": p.question,
-                               "problem_id": p.id} for p in problems])
-
-
-def to_trl_config(config: GRPOConfig, output_dir: str, **overrides):
-    """The TRL ``GRPOConfig`` that runs the same experiment as ``config`` in TRL's ``GRPOTrainer``.
-
-    One TRL step then sees the same batch (``num_prompts x num_generations`` completions in
-    one optimizer step). On a CPU it sets what TRL would otherwise get wrong there
-    (``bf16=False``, no gradient (activation) checkpointing, ``use_cpu=True``; see lab notes).
-    RLOO has no ``scale_rewards`` equivalent (TRL has a separate ``RLOOTrainer``), and TRL's
-    KL is always k3.
-    """
-    import torch
-    from trl import GRPOConfig as TRLConfig
-
-    if config.estimator not in TRL_SCALE_REWARDS:
-        raise ValueError(f"TRL's GRPOTrainer has no {config.estimator!r} estimator; use trl.RLOOTrainer, or "
-                         f"one of {sorted(TRL_SCALE_REWARDS)}")
-    if config.beta > 0 and config.kl_estimator != "k3":
-        raise ValueError("TRL's GRPOTrainer estimates the KL with k3 only; set kl_estimator='k3'")
-    on_cpu = not torch.cuda.is_available()
-    kwargs = dict(
-        output_dir=output_dir, learning_rate=config.learning_rate, num_generations=config.num_generations,
-        per_device_train_batch_size=config.num_prompts * config.num_generations, gradient_accumulation_steps=1,
-        max_completion_length=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
-        top_k=config.top_k, beta=config.beta, epsilon=config.clip_low, epsilon_high=config.clip_high,
-        num_iterations=config.num_iterations, loss_type=TRL_LOSS_TYPES[config.loss_aggregation],
-        scale_rewards=TRL_SCALE_REWARDS[config.estimator], max_steps=config.steps,
-        max_grad_norm=config.max_grad_norm or 0.0, weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_steps, lr_scheduler_type="constant_with_warmup", seed=config.seed,
-        reward_weights=config.reward_weights, bf16=False, activation_checkpointing=False, use_cpu=on_cpu,
-        report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=not config.progress,
-        shuffle_dataset=False,
-        # qwqlab's KL term has no importance weight; TRL's default multiplies it by the policy
-        # ratio, which leaves the loss the same on-policy but changes its gradient (issue 9).
-        use_bias_correction_kl=False)
-    kwargs.update(overrides)
-    return TRLConfig(**kwargs)
-
-
-# ----------------------------------------------------------------------------- recorded runs
-
-def runs_dir() -> Path:
-    """Where ``scripts/record_runs.py`` writes its recorded runs: ``data/runs``."""
-    from qwqlab.paths import data_dir
-    return data_dir() / "runs"
-
-
-def load_runs(folder=None):
-    """The recorded runs: ``(summary, logs)``, ``summary`` the parsed ``summary.json`` and ``logs``
-    a dict run name -> per-step log (DataFrame). ``(None, {})`` when nothing was recorded."""
-    import pandas as pd
-
-    folder = Path(folder) if folder is not None else runs_dir()
-    path = folder / "summary.json"
-    if not path.exists():
-        return None, {}
-    summary = json.loads(path.read_text())
-    logs = {}
-    for name, run in summary.get("runs", {}).items():
-        log = folder / run.get("log", f"{name}/log.jsonl")
-        if log.exists():
-            logs[name] = pd.read_json(log, lines=True)
-    return summary, logs

@@ -1,7 +1,7 @@
 """Run an experiment file on the lab's loop or on the field's engines (TRL + torchrun/Accelerate, vLLM).
 
 ``train(config, engine="qwqlab")`` is ``qwqlab.grpo.train_grpo`` in one process.
-``train(config, engine="trl")`` builds TRL's ``GRPOTrainer`` from ``qwqlab.grpo.to_trl_config``
+``train(config, engine="trl")`` builds TRL's ``GRPOTrainer`` from ``qwqlab.trl_bridge.to_trl_config``
 with qwqlab's own reward functions, and writes its per-step log in ``train_grpo``'s columns
 (``LOG_COLUMNS``), so notebook 04's plots and ``qwqlab.lengths.length_over_steps`` read either.
 Under ``torchrun --nproc_per_node N`` (or ``accelerate launch`` on GPUs) each process is one
@@ -113,7 +113,8 @@ def build_trl_trainer(cfg, model, tokenizer, task, reward_funcs):
     import trl
 
     from qwqlab.config import check_trl_keys
-    from qwqlab.grpo import task_reward, to_trl_config, trl_dataset
+    from qwqlab.rewards import task_reward
+    from qwqlab.trl_bridge import to_trl_config, trl_dataset
 
     check_trl_keys("the experiment file", cfg.trl)
     g = cfg.grpo

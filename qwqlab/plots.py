@@ -829,7 +829,7 @@ def plot_token_weights(table, title: str = "How the loss weighs a completion: GR
     """Per-token and whole-completion weight against length, per loss aggregation.
 
     ``table``: ``length``, ``advantage``, ``aggregation``, ``per_token`` (weight of each token,
-    ``qwqlab.rewards.token_weights``) and ``per_completion`` (``per_token * length``).
+    ``qwqlab.grpo.token_weights``) and ``per_completion`` (``per_token * length``).
     Filled markers: positive advantage (pushed up); hollow: negative (pushed down).
     """
     import matplotlib.pyplot as plt

@@ -34,7 +34,8 @@ __all__ = [
     "accuracy_reward", "format_reward", "tag_count_reward", "repetition_penalty_reward",
     "make_accuracy_reward", "make_format_reward", "make_tag_count_reward", "make_cosine_reward",
     "make_kimi_length_reward", "make_soft_overlong_reward", "make_repetition_penalty_reward",
-    "make_code_reward", "answers_match", "reward_table", "length_curves", "token_weights",
+    "make_code_reward", "answers_match", "reward_table", "length_curves",
+    "task_reward", "reward_name", "score_rewards", "REWARD_SETUPS", "reward_setup",
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -622,29 +623,81 @@ def length_curves(rewards: dict, lengths, gold: str = "1"):
     return pd.DataFrame(rows)
 
 
-def token_weights(advantages, lengths, aggregation: str = "sequence", max_tokens: int | None = None):
-    """The weight each token of each completion gets in the policy-gradient loss.
+# ---------------------------------------------------------------------------------------
+# A task's own grader as a reward, the weighted score train_grpo optimises, named set-ups
+# ---------------------------------------------------------------------------------------
 
-    With per-token loss ``-A_i * x_it``, the weight of token ``t`` of completion ``i`` is
-    ``d loss / d x_it``, read off by autograd through ``qwqlab.grpo.aggregate_loss`` itself
-    (so this shows what the training code really does). Under ``"sequence"`` (GRPO) it is
-    ``A_i / (G * |o_i|)``: a long completion's tokens each count less. Under ``"constant"``
-    (Dr. GRPO) it is ``A_i / (G * max_tokens)``, the same for every token. Under ``"token"``
-    (DAPO) ``A_i / sum_j |o_j|``.
+def task_reward(task):
+    """The task's own grader as a reward with TRL's signature (the default correctness reward).
 
-    Returns a list with one per-token weight per completion (every token of a completion
-    gets the same weight, in all three schemes).
+    Reads the gold ``answer`` (and ``question``/``problem_id`` if given) from the keyword
+    arguments, as ``train_grpo`` and TRL pass dataset columns. ``None`` when the gold answer
+    is missing (cannot be judged).
     """
-    import torch
+    from qwqlab.tasks.base import Problem
 
-    from qwqlab.grpo import aggregate_loss
+    def correctness(prompts, completions, answer=None, question=None, problem_id=None, **kwargs):
+        n = len(completions)
+        answers = answer if answer is not None else [None] * n
+        questions = question if question is not None else [""] * n
+        ids = problem_id if problem_id is not None else [str(i) for i in range(n)]
+        return [task.grade(c, Problem(id=str(i), question=q, answer=a))
+                for c, a, q, i in zip(completions, answers, questions, ids)]
 
-    lengths = [int(n) for n in lengths]
-    width = max(max(lengths), 1)
-    adv = torch.tensor([float(a) for a in advantages], dtype=torch.float64)
-    mask = torch.tensor([[1.0] * n + [0.0] * (width - n) for n in lengths], dtype=torch.float64)
-    x = torch.ones(len(lengths), width, dtype=torch.float64, requires_grad=True)
-    loss = aggregate_loss(-adv[:, None] * x, mask, aggregation=aggregation, max_tokens=max_tokens)
-    loss.backward()
-    grad = -x.grad  # weight on the advantage-weighted log-probability, not on the loss
-    return [float(grad[i, 0]) if n else 0.0 for i, n in enumerate(lengths)]
+    correctness.__name__ = f"{getattr(task, 'name', 'task')}_correctness"
+    return correctness
+
+
+def reward_name(func, i: int) -> str:
+    """A reward function's name, as logs and TRL show it (``reward_<i>`` when it has none)."""
+    return getattr(func, "__name__", None) or getattr(getattr(func, "func", None), "__name__", None) or f"reward_{i}"
+
+
+def score_rewards(reward_funcs, prompts, completions, weights=None, **kwargs):
+    """Call each reward (TRL signature) and sum them with ``weights`` (``rewards.weighted_sum``).
+
+    Returns ``(total, per_func)``: ``total`` a list of floats or ``None`` (``None`` only when
+    every reward said "cannot be judged"; otherwise the ``None`` ones are skipped, as TRL
+    does; inf, NaN and absurd magnitudes count as "cannot be judged", with a warning),
+    ``per_func`` a dict name -> list of values as the rewards returned them.
+    """
+    weights = list(weights) if weights is not None else [1.0] * len(reward_funcs)
+    if len(weights) != len(reward_funcs):
+        raise ValueError(f"{len(weights)} reward_weights for {len(reward_funcs)} reward functions")
+    per_func = {}
+    for i, f in enumerate(reward_funcs):
+        values = list(f(prompts=prompts, completions=completions, **kwargs))
+        if len(values) != len(completions):
+            raise ValueError(f"reward {reward_name(f, i)} returned {len(values)} values for "
+                             f"{len(completions)} completions")
+        name = reward_name(f, i)
+        per_func[name if name not in per_func else f"{name}_{i}"] = values
+    total = weighted_sum(list(per_func.values()), weights, names=list(per_func), n=len(completions))
+    return total, per_func
+
+
+#: The reward set-ups notebook 04 and ``scripts/record_runs.py`` train ``train_grpo`` with (see ``reward_setup``).
+REWARD_SETUPS = {
+    "correctness": "correctness only: 1 for the right boxed answer, 0 otherwise (qwqlab.rewards accuracy)",
+    "length_penalty": "correctness plus Kimi k1.5's length penalty at weight 2: the longest correct "
+                      "completion of a group scores no more than a wrong one",
+    "format": "format only: thinking, </think>, then a boxed answer; the answer itself is never checked",
+}
+
+
+def reward_setup(name: str, num_generations: int = 8, length_weight: float = 2.0):
+    """The reward functions and weights of a named set-up in ``REWARD_SETUPS``.
+
+    Returns ``(reward_funcs, weights)`` for ``train_grpo(..., reward_funcs, GRPOConfig(
+    reward_weights=weights))``; each function is qwqlab.rewards' own, unchanged.
+    ``length_weight`` scales the Kimi length penalty (in [-0.5, 0.5] per completion): at 2
+    qwq-nano still learns to reason but less; from about 3 it learns to stop answering at all.
+    """
+    if name == "correctness":
+        return [get_reward("accuracy")], [1.0]
+    if name == "length_penalty":
+        return [get_reward("accuracy"), get_reward("kimi_length", num_generations=num_generations)], \
+            [1.0, float(length_weight)]
+    if name == "format":
+        return [get_reward("format")], [1.0]
+    raise ValueError(f"unknown reward set-up {name!r}; known: {sorted(REWARD_SETUPS)}")

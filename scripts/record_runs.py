@@ -105,7 +105,9 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from qwqlab.grpo import GRPOConfig, evaluate_policy, reward_setup, runs_dir, train_grpo
+    from qwqlab.grpo import GRPOConfig, evaluate_policy, train_grpo
+    from qwqlab.rewards import reward_setup
+    from qwqlab.runs import runs_dir
     from qwqlab.models import load_model, resolve_model_path
     from qwqlab.rewards import get_reward
     from qwqlab.tasks import ArithmeticTask

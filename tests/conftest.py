@@ -1,8 +1,13 @@
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Test fixtures that are not pytest fixtures (the fake model, a synthetic rollouts table) live in
+# tests/fixtures, out of the package: ``from fake_lm import ...``, ``from synthetic import ...``.
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 
 
 @pytest.fixture(scope="session")
@@ -19,10 +24,6 @@ def nano():
 def fake():
     """The one fake model: a real Qwen2 model with fixed bigram logits (``tests/fixtures/fake_lm.py``),
     built in under a second, and its tokenizer, as ``(model, tokenizer)``; one per test module."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
     from fake_lm import fake_model, fake_tokenizer
 
     tok = fake_tokenizer()

@@ -29,7 +29,7 @@ def test_sample_files_load(path):
 def test_train_files_build_trl_grpo_configs(path, tmp_path):
     pytest.importorskip("trl")
     from qwqlab.config import check_trl_keys
-    from qwqlab.grpo import to_trl_config
+    from qwqlab.trl_bridge import to_trl_config
 
     cfg = load_train_config(path)
     check_trl_keys(str(path), cfg.trl)

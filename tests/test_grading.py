@@ -12,7 +12,7 @@ import time
 import pytest
 
 from qwqlab import grading
-from qwqlab.lengths import load_traces
+from qwqlab.traces import load_traces
 from qwqlab.metrics import maj_at_k
 from qwqlab.rewards import make_accuracy_reward
 from qwqlab.tasks import MathTask

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from qwqlab.grpo import (CheckpointError, GRPOConfig, aggregate_loss, clipped_surrogate, completion_logprobs,
-                         compute_advantages, evaluate_policy, kl_estimate, latest_checkpoint, save_checkpoint,
-                         score_rewards, task_reward, train_grpo)
+from qwqlab.grpo import (GRPOConfig, aggregate_loss, clipped_surrogate, completion_logprobs, compute_advantages,
+                         evaluate_policy, kl_estimate, token_weights, train_grpo)
+from qwqlab.runs import CheckpointError, latest_checkpoint
 from qwqlab.tasks import ArithmeticTask
 
 torch.set_num_threads(2)
@@ -131,6 +131,27 @@ def test_config_defaults_work_and_every_field_has_help():
     assert "num_generations (default 8)" in GRPOConfig.help()
 
 
+def test_config_knobs_are_the_objective_apart_from_speed_and_bookkeeping():
+    """What a run learns (objective) is apart from how fast it is computed and how it is kept:
+    a resume may change only the latter, and a checkpoint's run settings hold only the former."""
+    from dataclasses import fields
+
+    from qwqlab.grpo import RESUME_MAY_CHANGE, run_settings
+
+    groups = {g: GRPOConfig.knobs(g) for g in ("objective", "speed", "bookkeeping")}
+    assert sorted(sum(groups.values(), ())) == sorted(f.name for f in fields(GRPOConfig))  # each knob in one group
+    assert {"micro_batch_size", "length_buckets", "num_threads"} == set(groups["speed"])
+    assert {"learning_rate", "beta", "clip_high", "num_generations", "seed"} <= set(groups["objective"])
+    assert set(RESUME_MAY_CHANGE) == set(groups["speed"]) | set(groups["bookkeeping"])
+    settings = run_settings(GRPOConfig(), ArithmeticTask(), [lambda prompts, completions, **kw: [0.0]])
+    assert set(settings) == set(groups["objective"]) | {"task", "rewards"}
+    text = GRPOConfig.help()
+    assert text.index("[objective]") < text.index("learning_rate") < text.index("[speed]") < \
+        text.index("micro_batch_size") < text.index("[bookkeeping]") < text.index("checkpoint_dir")
+    with pytest.raises(ValueError, match="unknown group"):
+        GRPOConfig.knobs("fast")
+
+
 @pytest.mark.parametrize("kwargs, hint", [
     (dict(num_generations=1), "at least 2 generations"),
     (dict(learning_rate=0.0), "learning_rate must be a positive"),
@@ -154,23 +175,6 @@ def test_config_rejects_impossible_settings_with_a_fix(kwargs, hint):
 
 
 # ----------------------------------------------------------------------------- rewards plumbing
-
-def test_score_rewards_sums_with_weights_and_skips_none():
-    def a(prompts, completions, **kw):
-        return [1.0, None, None]
-
-    def b(prompts, completions, **kw):
-        return [0.5, 0.5, None]
-
-    total, per = score_rewards([a, b], ["p"] * 3, ["x", "y", "z"], weights=[2.0, 1.0])
-    assert total == [2.5, 0.5, None]
-    assert list(per) == ["a", "b"]
-
-
-def test_task_reward_grades_with_the_task():
-    r = task_reward(ArithmeticTask())
-    good = "7+5+0=12\n</think>\n\nThe answer is \\boxed{12}."
-    assert r(["p", "p", "p"], [good, good.replace("{12}", "{13}"), good], answer=["12", "12", None]) == [1.0, 0.0, None]
 
 
 # ----------------------------------------------------------------------------- log-probs
@@ -301,20 +305,6 @@ def test_checkpoint_dir_of_another_run_is_refused_by_a_fresh_run(fake, tmp_path)
     assert _checkpoint_listing(ckdir) == before  # nothing of the old run was touched
     run_id = json.loads((ckdir / "step-000004" / "run.json").read_text())["run_id"]
     assert json.loads((ckdir / "step-000003" / "run.json").read_text())["run_id"] == run_id
-
-
-def test_rotation_and_latest_see_only_their_own_run(fake, tmp_path):
-    model, tok = fake
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
-    old = {"run_id": "old", "settings": {}}
-    new = {"run_id": "new", "settings": {}}
-    for step in (8, 9, 10):
-        save_checkpoint(tmp_path, step, model, optimizer, [], GRPOConfig(), keep=2, run=old)
-    for step in (1, 2, 3):
-        save_checkpoint(tmp_path, step, model, optimizer, [], GRPOConfig(), keep=2, run=new)
-    assert list(_checkpoint_listing(tmp_path)) == ["step-000002", "step-000003", "step-000009", "step-000010"]
-    assert latest_checkpoint(tmp_path, "new").name == "step-000003"
-    assert latest_checkpoint(tmp_path, "old").name == "step-000010"
 
 
 def test_resume_with_another_experiment_names_the_differences(fake, tmp_path):
@@ -506,29 +496,6 @@ def test_one_step_on_qwq_nano_and_held_out_evaluation(nano, tmp_path):
 
 # ----------------------------------------------------------------------------- set-ups, recorded runs, scripts
 
-def test_reward_setups_use_qwqlab_rewards_unchanged():
-    from qwqlab.grpo import REWARD_SETUPS, reward_setup
-    from qwqlab import rewards
-    good = "7+5+0=12\n</think>\n\nThe answer is \\boxed{12}."
-    for name in REWARD_SETUPS:
-        funcs, weights = reward_setup(name, num_generations=2)
-        assert len(funcs) == len(weights)
-        assert all(f.__module__ == rewards.__name__ for f in funcs)
-        total, _ = score_rewards(funcs, ["<think>\n"] * 2, [good, "</think>\n\\boxed{13}"], weights, answer=["12", "12"])
-        assert total[0] > total[1] or name == "length_penalty"
-    with pytest.raises(ValueError, match="known"):
-        reward_setup("vibes")
-
-
-def test_load_runs_when_absent_and_present(tmp_path):
-    from qwqlab.grpo import load_runs
-    assert load_runs(tmp_path / "nothing") == (None, {})
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "log.jsonl").write_text('{"step": 1, "reward_mean": 0.5}\n')
-    (tmp_path / "summary.json").write_text(json.dumps({"runs": {"a": {"log": "a/log.jsonl"}}}))
-    summary, logs = load_runs(tmp_path)
-    assert list(logs) == ["a"] and logs["a"]["reward_mean"].tolist() == [0.5]
-
 
 @pytest.mark.parametrize("script", ["scripts/record_runs.py", "benchmarks/bench_grpo.py"])
 def test_command_line_help(script):
@@ -621,3 +588,14 @@ def test_checkpoints_belong_to_one_run(fake, tmp_path):
     df = train_grpo(copy.deepcopy(model), tok, task, _parity_reward,
                     GRPOConfig(steps=3, **{**base, "log_file": str(tmp_path / "other.jsonl")}))
     assert df["step"].tolist() == [1, 2, 3] and latest_checkpoint(ck).name == "step-000003"
+
+
+def test_token_weights_match_the_loss_formulas():
+    adv, lengths = [1.0, -1.0, 0.5], [10, 40, 20]
+    g = len(adv)
+    seq = token_weights(adv, lengths, "sequence")
+    assert seq == pytest.approx([a / (g * n) for a, n in zip(adv, lengths)])          # GRPO: A_i / (G |o_i|)
+    const = token_weights(adv, lengths, "constant", max_tokens=64)
+    assert const == pytest.approx([a / (g * 64) for a in adv])                        # Dr. GRPO: A_i / (G L)
+    tok = token_weights(adv, lengths, "token")
+    assert tok == pytest.approx([a / sum(lengths) for a in adv])                      # DAPO: A_i / sum |o_j|

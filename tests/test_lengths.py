@@ -1,6 +1,4 @@
-"""qwqlab.lengths: each analysis against a hand-computed case, load_traces against good and bad files."""
-import gzip
-import json
+"""qwqlab.lengths: each analysis against a hand-computed case (trace files: test_traces.py)."""
 import math
 import re
 
@@ -9,8 +7,7 @@ import pandas as pd
 import pytest
 
 from qwqlab import lengths as L
-from qwqlab.lengths import TraceFileError, load_traces
-from qwqlab.paths import nano_dir
+from synthetic import synthetic_rollouts
 
 
 def table(**cols):
@@ -98,7 +95,7 @@ def reference_marker_count(text, marker):
 
 
 def test_marker_counts_match_a_row_by_row_reference():
-    df = L.synthetic_rollouts(3000, seed=1)
+    df = synthetic_rollouts(3000, seed=1)
     c = L.marker_counts(df)
     for m in L.DEFAULT_MARKERS:
         ref = [reference_marker_count(t, m) for t in df["thinking"]]
@@ -222,7 +219,7 @@ def test_length_over_steps_default_and_custom_columns(tmp_path):
 # ----------------------------------------------------------------------------- analyze, add_lengths, tokens
 
 def test_analyze_runs_everything_and_reports_what_it_skipped():
-    df = L.synthetic_rollouts(400)
+    df = synthetic_rollouts(400)
     report = L.analyze(df)
     assert set(report.tables()) == {"summary", "markers", "by_bucket", "by_correctness", "by_problem", "overthinking"}
     assert not report.skipped
@@ -255,210 +252,15 @@ def test_add_lengths_fills_the_glossary_columns():
 
 
 def test_synthetic_rollouts_are_deterministic():
-    a, b = L.synthetic_rollouts(300, seed=3), L.synthetic_rollouts(300, seed=3)
+    a, b = synthetic_rollouts(300, seed=3), synthetic_rollouts(300, seed=3)
     pd.testing.assert_frame_equal(a, b)
     assert 0 < a["correct"].mean() < 1
 
 
-def write_jsonl(path, records, trailing_newline=True):
-    text = "\n".join(json.dumps(r) for r in records) + ("\n" if trailing_newline else "")
-    path.write_text(text)
-    return path
-
-
-RESPONSES = [
-    {"question": "What is 2+2?", "response": "2+2=4, wait, yes 4\n</think>\n\nThe answer is \\boxed{4}.", "ok": True},
-    {"question": "What is 2+2?", "response": "guess\n</think>\n\n\\boxed{5}", "ok": False},
-    {"question": "What is 3+3?", "response": "<think>\n3+3 is", "ok": "false"},
-]
-
-
-def test_load_traces_full_response_with_labels(tmp_path):
-    path = write_jsonl(tmp_path / "t.jsonl", RESPONSES)
-    df = load_traces(path, fields={"correct": "ok"})
-    assert df["problem_id"].tolist() == ["t-0", "t-0", "t-1"]
-    assert df["sample_index"].tolist() == [0, 1, 0]
-    assert df["thinking"].tolist() == ["2+2=4, wait, yes 4", "guess", "3+3 is"]
-    assert df["extracted_answer"].iloc[:2].tolist() == ["4", "5"] and pd.isna(df["extracted_answer"].iloc[2])
-    assert df["correct"].tolist() == [1.0, 0.0, 0.0]
-    assert df["is_truncated"].tolist() == [False, False, True]
-    assert df["think_tokens"].tolist() == [4, 1, 2]  # whitespace fallback
-    for col in ("prompt", "completion", "answer_text", "completion_tokens", "answer_tokens", "finish_reason"):
-        assert col in df
-    # The analyses accept it unchanged.
-    assert L.analyze(df).summary["n"].iloc[0] == 3
-
-
-def test_load_traces_nested_fields_and_finish_reason(tmp_path):
-    recs = [{"prompt": "q1", "outputs": [{"text": "a\n</think>\n\\boxed{1}", "finish_reason": "stop"}]},
-            {"prompt": "q2", "outputs": [{"text": "b b b", "finish_reason": "length"}]}]
-    df = load_traces(write_jsonl(tmp_path / "vllm.jsonl", recs),
-                     fields={"question": "prompt", "response": "outputs.0.text",
-                             "finish_reason": "outputs.0.finish_reason"})
-    assert df["is_truncated"].tolist() == [False, True]
-    assert df["finish_reason"].tolist() == ["stop", "length"]
-    assert df["correct"].isna().all()  # neither a label nor a gold answer: not graded
-
-
-def test_load_traces_separate_fields_gold_answers_and_tokenizer(tmp_path):
-    recs = [{"problem": "half?", "reasoning_content": "one over two", "content": "\\boxed{\\frac{1}{2}}",
-             "gold": "1/2"},
-            {"problem": "seven?", "reasoning_content": "", "content": "It is 007", "gold": "7"},
-            {"problem": "x?", "reasoning_content": "hmm", "content": "\\boxed{3}", "gold": "4"},
-            {"problem": "y?", "reasoning_content": "hmm", "content": "\\boxed{3}", "gold": ""}]
-    df = load_traces(write_jsonl(tmp_path / "sep.jsonl", recs),
-                     fields={"question": "problem", "reasoning": "reasoning_content", "answer": "content",
-                             "gold_answer": "gold"}, tokenizer=lambda s: list(s))
-    assert df["correct"].iloc[:3].tolist() == [1.0, 0.0, 0.0]
-    assert math.isnan(df["correct"].iloc[3])  # empty gold answer: cannot be judged, not 0
-    assert df["think_tokens"].tolist() == [len("one over two"), 0, 3, 3]
-    assert df["gold_answer"].tolist() == ["1/2", "7", "4", ""]
-
-
-def test_default_grader():
-    g = L.default_grader
-    assert g("007", "7") == 1.0 and g("\\text{7}", "7") == 1.0 and g("0.50", "0.5") == 1.0
-    assert g(None, "7") == 0.0
-    assert g("7", None) is None and g("7", "  ") is None
-
-
-def test_load_traces_lists_of_generations(tmp_path):
-    recs = [{"question": "q", "generations": ["a\n</think>\n\\boxed{1}", "b\n</think>\n\\boxed{2}"],
-             "labels": [True, False], "answer": "1"}]
-    df = load_traces(write_jsonl(tmp_path / "r1.jsonl", recs), fields={"response": "generations", "correct": "labels"})
-    assert df["sample_index"].tolist() == [0, 1] and df["correct"].tolist() == [1.0, 0.0]
-    bad = [{**recs[0], "labels": [True]}]
-    with pytest.raises(TraceFileError, match="line 1: correct has 1 entries for 2 responses"):
-        load_traces(write_jsonl(tmp_path / "bad.jsonl", bad), fields={"response": "generations", "correct": "labels"})
-
-
-def test_load_traces_parquet_and_gzip(tmp_path):
-    pd.DataFrame(RESPONSES).astype({"ok": str}).to_parquet(tmp_path / "t.parquet")
-    df = load_traces(tmp_path / "t.parquet", fields={"correct": "ok"})
-    assert df["correct"].tolist() == [1.0, 0.0, 0.0]
-    with gzip.open(tmp_path / "t.jsonl.gz", "wt") as f:
-        f.write("\n".join(json.dumps(r) for r in RESPONSES) + "\n")
-    assert len(load_traces(tmp_path / "t.jsonl.gz")) == 3
-
-
-def test_malformed_line_names_file_line_and_problem(tmp_path):
-    path = tmp_path / "bad.jsonl"
-    path.write_text(json.dumps(RESPONSES[0]) + "\n{\"question\": \"x\", \"response\": oops}\n" +
-                    json.dumps(RESPONSES[1]) + "\n")
-    with pytest.raises(TraceFileError) as e:
-        load_traces(path)
-    msg = str(e.value)
-    assert str(path) in msg and "line 2" in msg and "not valid JSON" in msg
-
-
-def test_truncated_file_is_refused_not_half_read(tmp_path):
-    full = "\n".join(json.dumps(r) for r in RESPONSES) + "\n"
-    path = tmp_path / "cut.jsonl"
-    path.write_text(full[: len(full) - 25])  # cut in the middle of the last record
-    with pytest.raises(TraceFileError, match=r"line 3: .*truncated"):
-        load_traces(path)
-    # A complete last record without a final newline is fine.
-    assert len(load_traces(write_jsonl(tmp_path / "ok.jsonl", RESPONSES, trailing_newline=False))) == 3
-    pd.DataFrame(RESPONSES).astype({"ok": str}).to_parquet(tmp_path / "t.parquet")
-    data = (tmp_path / "t.parquet").read_bytes()
-    (tmp_path / "cut.parquet").write_bytes(data[: len(data) // 2])
-    with pytest.raises(TraceFileError, match="cut.parquet: not a complete parquet file"):
-        load_traces(tmp_path / "cut.parquet")
-
-
-@pytest.mark.parametrize("record, fields, message", [
-    ({"question": "q"}, None, r"line 1: no field 'response' for response \(fields present: question\)"),
-    ({"question": "q", "response": 5}, None, r"line 1: field 'response' \(response\) should be str or list, got int"),
-    ({"question": "q", "response": "r", "ok": "perhaps"}, {"correct": "ok"}, r"line 1: correctness label 'perhaps'"),
-    ([1, 2], None, "line 1: expected a JSON object"),
-])
-def test_bad_records_say_what_is_wrong(tmp_path, record, fields, message):
-    path = tmp_path / "x.jsonl"
-    path.write_text(json.dumps(record) + "\n")
-    with pytest.raises(TraceFileError, match=message):
-        load_traces(path, fields=fields)
-
-
-def test_bad_arguments_and_empty_files(tmp_path):
-    (tmp_path / "empty.jsonl").write_text("\n")
-    with pytest.raises(TraceFileError, match="empty"):
-        load_traces(tmp_path / "empty.jsonl")
-    with pytest.raises(ValueError, match="unknown trace field"):
-        load_traces(tmp_path / "empty.jsonl", fields={"reponse": "x"})
-    with pytest.raises(ValueError, match="either a correctness label"):
-        load_traces(tmp_path / "empty.jsonl", fields={"correct": "a", "gold_answer": "b"})
-    with pytest.raises(FileNotFoundError):
-        load_traces(tmp_path / "missing.jsonl")
-    (tmp_path / "t.txt").write_text("x")
-    with pytest.raises(TraceFileError, match="unsupported"):
-        load_traces(tmp_path / "t.txt")
-
-
 # ----------------------------------------------------------------------------- the widget
-
-def test_length_explorer_follows_its_controls():
-    from qwqlab.widgets import length_explorer
-
-    df = L.synthetic_rollouts(300)
-    box = length_explorer(df, bins=4)
-    assert set(box.controls) == {"markers", "bins", "correctness"}
-    assert "wait" in box.report.markers["marker"].tolist()
-    box.controls["markers"].value = "so, hmm"
-    assert box.report.markers["marker"].tolist() == ["so", "hmm", "reflections"]
-    box.controls["bins"].value = 2
-    assert len(box.report.by_bucket) <= 2
-    box.controls["correctness"].value = "correct"
-    assert box.report.summary["accuracy"].iloc[0] == 1.0
-    assert (box.shown["correct"] == 1.0).all()
-    assert len(box.figures) == 2
 
 
 # ----------------------------------------------------------------------------- recorded runs and sampling
-
-def test_find_recorded_runs_sorts_what_it_finds(tmp_path):
-    assert L.find_recorded_runs(tmp_path / "missing").describe().startswith("no recorded runs")
-    (tmp_path / "exp").mkdir()
-    L.synthetic_rollouts(20).to_parquet(tmp_path / "exp" / "after_rollouts.parquet")
-    pd.DataFrame({"step": [1, 2], "think_tokens_mean": [3, 4]}).to_csv(tmp_path / "exp" / "log.csv", index=False)
-    (tmp_path / "exp" / "half.jsonl").write_text('{"step": 1, "think')
-    ckpt = tmp_path / "exp" / "ckpts" / "step-000010"
-    ckpt.mkdir(parents=True)
-    (ckpt / "state.pt").write_bytes(b"")
-    (ckpt / "history.jsonl").write_text('{"step": 1, "think_tokens_mean": 3}\n')
-    found = L.find_recorded_runs(tmp_path)
-    assert list(found.rollouts) == ["exp/after_rollouts"]
-    assert list(found.logs) == ["exp/log"]  # the checkpoint's own history is not a separate run
-    assert found.checkpoints == {"exp/ckpts": ckpt}
-    assert "exp/half" in found.unreadable
-    assert "skipped" in found.describe()
-
-
-def test_collect_rollouts_prefers_recorded_tables_before_first(tmp_path):
-    L.synthetic_rollouts(30, seed=1).to_parquet(tmp_path / "z_after.parquet")
-    L.synthetic_rollouts(20, seed=2).to_parquet(tmp_path / "before.parquet")
-    df = L.collect_rollouts(L.find_recorded_runs(tmp_path))
-    assert df["run"].unique().tolist() == ["before", "z_after"]
-    assert len(df) == 50
-
-
-needs_nano = pytest.mark.skipif(not (nano_dir() / "config.json").exists(),
-                                reason="the qwq-nano checkpoint is not in data/models")
-
-
-@needs_nano
-def test_sample_rollouts_from_qwq_nano_is_deterministic(nano):
-    from qwqlab.tasks import ArithmeticTask
-
-    model, tokenizer = nano
-    task = ArithmeticTask(split="test")
-    kw = dict(num_problems=4, num_generations=3, max_new_tokens=48, seed=5, progress=False)  # tiny: ~1 s
-    a = L.sample_rollouts(model, tokenizer, task, **kw)
-    b = L.sample_rollouts(model, tokenizer, task, **kw)
-    pd.testing.assert_frame_equal(a, b)
-    assert len(a) == 12 and set(a["sample_index"]) == {0, 1, 2}
-    assert (a["think_tokens"] + a["answer_tokens"] <= a["completion_tokens"] + 2).all()
-    assert a["is_truncated"].eq(a["finish_reason"].eq("length")).all()
-    L.analyze(a)  # the analyses accept the sampled table as it is
 
 
 def test_benchmark_script_runs_small():
@@ -483,21 +285,3 @@ def test_marker_summary_ignores_the_index():
     assert m[m["marker"] == "wait"]["count"].tolist() == [1, 2]
 
 
-def test_load_traces_reads_json_arrays_chat_messages_and_refuses_empty_response_lists(tmp_path):
-    """issue 10: a .json array failed with 'line 1: not valid JSON'; response: [] raised a raw KeyError."""
-    import json as _json
-    rows = [{"question": "1+1?", "response": "2 is it\n</think>\n\\boxed{2}", "gold_answer": "2"},
-            {"question": "2+2?", "response": [{"role": "user", "content": "2+2?"},
-                                              {"role": "assistant", "content": "hmm\n</think>\n\\boxed{5}"}],
-             "gold_answer": "4"}]
-    path = tmp_path / "traces.json"
-    path.write_text(_json.dumps(rows))
-    df = L.load_traces(path, fields={"gold_answer": "gold_answer"})
-    assert len(df) == 2 and df["correct"].tolist() == [1.0, 0.0]
-    assert df["thinking"].tolist() == ["2 is it", "hmm"]
-    path.write_text(_json.dumps([{"question": "q", "response": [], "gold_answer": "1"}]))
-    with pytest.raises(L.TraceFileError, match="empty list of responses"):
-        L.load_traces(path, fields={"gold_answer": "gold_answer"})
-    path.write_text("[1, 2]")
-    with pytest.raises(L.TraceFileError, match="item 1: expected a JSON object"):
-        L.load_traces(path)

@@ -38,8 +38,7 @@ def test_notebook_05_runs_and_writes_its_figures(tmp_path):
 def test_notebook_05_uses_recorded_runs(tmp_path):
     """Recorded rollouts and a GRPO log in RUNS_DIR are read instead of sampling (no model needed)."""
     import pandas as pd
-
-    from qwqlab.lengths import synthetic_rollouts
+    from synthetic import synthetic_rollouts
 
     runs = tmp_path / "runs"
     runs.mkdir()

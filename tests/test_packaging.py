@@ -99,3 +99,62 @@ def test_cli_info_prints_memory():
     out = subprocess.run([sys.executable, "-m", "qwqlab", "info", "--bits", "4"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "Qwen/QwQ-32B" in out.stdout and "GiB" in out.stdout
+
+
+# ----------------------------------------------------------------------------- one path per job
+
+PACKAGE = ROOT / "qwqlab"
+
+
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _qwqlab_imports(path: Path):
+    """(module, imported names) of every qwqlab import in a file, function-local ones included."""
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("qwqlab"):
+            yield node.module, [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("qwqlab"):
+                    yield a.name, []
+
+
+def test_no_import_cycle_and_no_private_import_across_modules():
+    """Function-local imports count too: they hid a grpo <-> rewards cycle once."""
+    files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph, private = {}, []
+    for name, path in files.items():
+        deps = set()
+        for module, names in _qwqlab_imports(path):
+            deps.add(module)
+            deps |= {f"{module}.{n}" for n in names if f"{module}.{n}" in files}  # from qwqlab import runs
+            private += [f"{name} imports {module}.{n}" for n in names if n.startswith("_") and module != name]
+        graph[name] = {d for d in deps if d in files and d != name}
+    assert not private
+
+    def reaches(start, goal, seen):
+        for d in graph[start]:
+            if d == goal or (d not in seen and (seen.add(d) or reaches(d, goal, seen))):
+                return True
+        return False
+
+    cycles = sorted(n for n in graph if n != "qwqlab" and reaches(n, n, set()) and n not in ("qwqlab.tasks",))
+    assert not cycles, f"import cycles through {cycles}"
+    # lengths is analysis only: it samples nothing and loads no model
+    assert not {d for d in graph["qwqlab.lengths"]} & {"qwqlab.rollouts", "qwqlab.models", "qwqlab.runs",
+                                                        "qwqlab.decoding", "qwqlab.grpo", "qwqlab.traces"}
+
+
+def test_one_decoding_loop_and_one_math_verify_call_site():
+    """The acceptance greps of issue 9, as a test: only decoding.py reads next-token logits in a
+    loop, only grading.py imports Math-Verify, and nothing calls Hugging Face's generate."""
+    def holding(pattern):
+        return sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if re.search(pattern, p.read_text(), re.M))
+
+    assert holding(r"for \w+ in range\(max_new_tokens\)") == ["decoding.py"]
+    assert holding(r"^\s*(import math_verify|from math_verify)") == ["grading.py"]
+    assert holding(r"(?<!llm)\.generate\(") == []  # the vLLM backend's self.llm.generate is the one other engine

@@ -8,6 +8,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import pytest  # noqa: E402
+from synthetic import synthetic_rollouts  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from qwqlab import lengths as L  # noqa: E402
@@ -91,7 +92,7 @@ def test_size_efficiency_places_moe_at_active_and_total(table):
 
 @pytest.fixture(scope="module")
 def rollouts():
-    df = L.synthetic_rollouts(600)
+    df = synthetic_rollouts(600)
     df["run"] = np.where(np.arange(len(df)) % 2, "after RL", "before RL")
     return df
 

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from qwqlab import rewards as R
+from qwqlab.rewards import score_rewards, task_reward
 from qwqlab.tasks import ArithmeticTask, Problem
 
 PROMPT = "<|im_start|>user\nWhat is 12+35?<|im_end|>\n<|im_start|>assistant\n<think>\n"
@@ -334,17 +335,6 @@ def test_length_curves_cover_right_and_wrong():
     assert wrong.tolist() == pytest.approx([-1.0, -0.75, -0.5])
 
 
-def test_token_weights_match_the_loss_formulas():
-    adv, lengths = [1.0, -1.0, 0.5], [10, 40, 20]
-    g = len(adv)
-    seq = R.token_weights(adv, lengths, "sequence")
-    assert seq == pytest.approx([a / (g * n) for a, n in zip(adv, lengths)])          # GRPO: A_i / (G |o_i|)
-    const = R.token_weights(adv, lengths, "constant", max_tokens=64)
-    assert const == pytest.approx([a / (g * 64) for a in adv])                        # Dr. GRPO: A_i / (G L)
-    tok = R.token_weights(adv, lengths, "token")
-    assert tok == pytest.approx([a / sum(lengths) for a in adv])                      # DAPO: A_i / sum |o_j|
-
-
 def test_columns_one_per_prompt_are_repeated_and_ragged_ones_rejected():
     assert R.accuracy_reward([PROMPT] * 4, [RIGHT, WRONG, RIGHT, WRONG], answer=["47", "48"]) == [1.0, 0.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="3 completions"):
@@ -369,8 +359,7 @@ def test_weighted_sum_skips_none_and_refuses_non_finite_values_with_a_warning():
 
 
 def test_combine_and_the_widget_use_the_same_sum():
-    """rewards.combine and grpo.score_rewards agree, inf included (one path per job)."""
-    from qwqlab.grpo import score_rewards
+    """rewards.combine and rewards.score_rewards agree, inf included (one path per job)."""
 
     def a(prompts, completions, **kw):
         return [1.0, None, float("inf")]
@@ -383,3 +372,37 @@ def test_combine_and_the_widget_use_the_same_sum():
     with pytest.warns(RuntimeWarning):
         total, _ = score_rewards([a, b], ["p"] * 3, ["c"] * 3, [1.0, 2.0])
     assert combined == total == [2.0, None, 2.0]
+
+
+# ----------------------------------------------------------------------------- task_reward, score_rewards, reward set-ups
+
+def test_score_rewards_sums_with_weights_and_skips_none():
+    def a(prompts, completions, **kw):
+        return [1.0, None, None]
+
+    def b(prompts, completions, **kw):
+        return [0.5, 0.5, None]
+
+    total, per = score_rewards([a, b], ["p"] * 3, ["x", "y", "z"], weights=[2.0, 1.0])
+    assert total == [2.5, 0.5, None]
+    assert list(per) == ["a", "b"]
+
+
+def test_task_reward_grades_with_the_task():
+    r = task_reward(ArithmeticTask())
+    good = "7+5+0=12\n</think>\n\nThe answer is \\boxed{12}."
+    assert r(["p", "p", "p"], [good, good.replace("{12}", "{13}"), good], answer=["12", "12", None]) == [1.0, 0.0, None]
+
+
+def test_reward_setups_use_qwqlab_rewards_unchanged():
+    from qwqlab.rewards import REWARD_SETUPS, reward_setup
+    from qwqlab import rewards
+    good = "7+5+0=12\n</think>\n\nThe answer is \\boxed{12}."
+    for name in REWARD_SETUPS:
+        funcs, weights = reward_setup(name, num_generations=2)
+        assert len(funcs) == len(weights)
+        assert all(f.__module__ == rewards.__name__ for f in funcs)
+        total, _ = score_rewards(funcs, ["<think>\n"] * 2, [good, "</think>\n\\boxed{13}"], weights, answer=["12", "12"])
+        assert total[0] > total[1] or name == "length_penalty"
+    with pytest.raises(ValueError, match="known"):
+        reward_setup("vibes")

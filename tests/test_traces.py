@@ -1,4 +1,5 @@
-"""The bundled MiP-Overthinking traces (issue 11): one call loads them; counts checked by plain Python.
+"""qwqlab.traces: the bundled MiP-Overthinking traces (issue 11: one call loads them; counts checked
+by plain Python), thinking efficiency, and ``load_traces`` on good and bad trace files from elsewhere.
 
 Source: ../shared/data/mip-overthinking/SOURCE.md (Fan et al. 2025, MIT), bundled by
 scripts/bundle_mip_traces.py into data/traces/mip_math52.jsonl.gz.
@@ -7,13 +8,17 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import re
 
+import pandas as pd
 import pytest
 from tokenizers import Tokenizer
 
+from qwqlab import lengths as L
 from qwqlab.paths import data_dir
-from qwqlab.traces import MODELS, SPLITS, load_mip_traces, thinking_efficiency
+from qwqlab.traces import (MODELS, SPLITS, TraceFileError, grade_answer, load_mip_traces, load_traces,
+                           thinking_efficiency)
 
 
 @pytest.fixture(scope="module")
@@ -201,3 +206,159 @@ def test_overview_matches_a_plain_count(traces, raw_rows):
         assert row["judge_says_correct"] == pytest.approx(sum(r["judge_label"] == 1 for r in mine) / len(mine))
         graded = traces[(traces["model"] == model) & (traces["split"] == split)]["correct"]
         assert row["qwqlab_correct"] == pytest.approx(graded.mean())
+
+
+# ----------------------------------------------------------------------------- load_traces: trace files from elsewhere
+
+def write_jsonl(path, records, trailing_newline=True):
+    text = "\n".join(json.dumps(r) for r in records) + ("\n" if trailing_newline else "")
+    path.write_text(text)
+    return path
+
+
+RESPONSES = [
+    {"question": "What is 2+2?", "response": "2+2=4, wait, yes 4\n</think>\n\nThe answer is \\boxed{4}.", "ok": True},
+    {"question": "What is 2+2?", "response": "guess\n</think>\n\n\\boxed{5}", "ok": False},
+    {"question": "What is 3+3?", "response": "<think>\n3+3 is", "ok": "false"},
+]
+
+
+def test_load_traces_full_response_with_labels(tmp_path):
+    path = write_jsonl(tmp_path / "t.jsonl", RESPONSES)
+    df = load_traces(path, fields={"correct": "ok"})
+    assert df["problem_id"].tolist() == ["t-0", "t-0", "t-1"]
+    assert df["sample_index"].tolist() == [0, 1, 0]
+    assert df["thinking"].tolist() == ["2+2=4, wait, yes 4", "guess", "3+3 is"]
+    assert df["extracted_answer"].iloc[:2].tolist() == ["4", "5"] and pd.isna(df["extracted_answer"].iloc[2])
+    assert df["correct"].tolist() == [1.0, 0.0, 0.0]
+    assert df["is_truncated"].tolist() == [False, False, True]
+    assert df["think_tokens"].tolist() == [4, 1, 2]  # whitespace fallback
+    for col in ("prompt", "completion", "answer_text", "completion_tokens", "answer_tokens", "finish_reason"):
+        assert col in df
+    # The analyses accept it unchanged.
+    assert L.analyze(df).summary["n"].iloc[0] == 3
+
+
+def test_load_traces_nested_fields_and_finish_reason(tmp_path):
+    recs = [{"prompt": "q1", "outputs": [{"text": "a\n</think>\n\\boxed{1}", "finish_reason": "stop"}]},
+            {"prompt": "q2", "outputs": [{"text": "b b b", "finish_reason": "length"}]}]
+    df = load_traces(write_jsonl(tmp_path / "vllm.jsonl", recs),
+                     fields={"question": "prompt", "response": "outputs.0.text",
+                             "finish_reason": "outputs.0.finish_reason"})
+    assert df["is_truncated"].tolist() == [False, True]
+    assert df["finish_reason"].tolist() == ["stop", "length"]
+    assert df["correct"].isna().all()  # neither a label nor a gold answer: not graded
+
+
+def test_load_traces_separate_fields_gold_answers_and_tokenizer(tmp_path):
+    recs = [{"problem": "half?", "reasoning_content": "one over two", "content": "\\boxed{\\frac{1}{2}}",
+             "gold": "1/2"},
+            {"problem": "seven?", "reasoning_content": "", "content": "It is 007", "gold": "7"},
+            {"problem": "x?", "reasoning_content": "hmm", "content": "\\boxed{3}", "gold": "4"},
+            {"problem": "y?", "reasoning_content": "hmm", "content": "\\boxed{3}", "gold": ""}]
+    df = load_traces(write_jsonl(tmp_path / "sep.jsonl", recs),
+                     fields={"question": "problem", "reasoning": "reasoning_content", "answer": "content",
+                             "gold_answer": "gold"}, tokenizer=lambda s: list(s))
+    assert df["correct"].iloc[:3].tolist() == [1.0, 0.0, 0.0]
+    assert math.isnan(df["correct"].iloc[3])  # empty gold answer: cannot be judged, not 0
+    assert df["think_tokens"].tolist() == [len("one over two"), 0, 3, 3]
+    assert df["gold_answer"].tolist() == ["1/2", "7", "4", ""]
+
+
+def test_grade_answer_is_the_one_grader_with_missing_gold_unjudged():
+    g = grade_answer
+    assert g("007", "7") == 1.0 and g("\\text{7}", "7") == 1.0 and g("0.50", "0.5") == 1.0
+    assert g(None, "7") == 0.0
+    assert g("7", None) is None and g("7", "  ") is None and g("7", math.nan) is None
+    assert g("7", 7) == 1.0  # a gold answer stored as a number
+
+def test_load_traces_lists_of_generations(tmp_path):
+    recs = [{"question": "q", "generations": ["a\n</think>\n\\boxed{1}", "b\n</think>\n\\boxed{2}"],
+             "labels": [True, False], "answer": "1"}]
+    df = load_traces(write_jsonl(tmp_path / "r1.jsonl", recs), fields={"response": "generations", "correct": "labels"})
+    assert df["sample_index"].tolist() == [0, 1] and df["correct"].tolist() == [1.0, 0.0]
+    bad = [{**recs[0], "labels": [True]}]
+    with pytest.raises(TraceFileError, match="line 1: correct has 1 entries for 2 responses"):
+        load_traces(write_jsonl(tmp_path / "bad.jsonl", bad), fields={"response": "generations", "correct": "labels"})
+
+
+def test_load_traces_parquet_and_gzip(tmp_path):
+    pd.DataFrame(RESPONSES).astype({"ok": str}).to_parquet(tmp_path / "t.parquet")
+    df = load_traces(tmp_path / "t.parquet", fields={"correct": "ok"})
+    assert df["correct"].tolist() == [1.0, 0.0, 0.0]
+    with gzip.open(tmp_path / "t.jsonl.gz", "wt") as f:
+        f.write("\n".join(json.dumps(r) for r in RESPONSES) + "\n")
+    assert len(load_traces(tmp_path / "t.jsonl.gz")) == 3
+
+
+def test_malformed_line_names_file_line_and_problem(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(RESPONSES[0]) + "\n{\"question\": \"x\", \"response\": oops}\n" +
+                    json.dumps(RESPONSES[1]) + "\n")
+    with pytest.raises(TraceFileError) as e:
+        load_traces(path)
+    msg = str(e.value)
+    assert str(path) in msg and "line 2" in msg and "not valid JSON" in msg
+
+
+def test_truncated_file_is_refused_not_half_read(tmp_path):
+    full = "\n".join(json.dumps(r) for r in RESPONSES) + "\n"
+    path = tmp_path / "cut.jsonl"
+    path.write_text(full[: len(full) - 25])  # cut in the middle of the last record
+    with pytest.raises(TraceFileError, match=r"line 3: .*truncated"):
+        load_traces(path)
+    # A complete last record without a final newline is fine.
+    assert len(load_traces(write_jsonl(tmp_path / "ok.jsonl", RESPONSES, trailing_newline=False))) == 3
+    pd.DataFrame(RESPONSES).astype({"ok": str}).to_parquet(tmp_path / "t.parquet")
+    data = (tmp_path / "t.parquet").read_bytes()
+    (tmp_path / "cut.parquet").write_bytes(data[: len(data) // 2])
+    with pytest.raises(TraceFileError, match="cut.parquet: not a complete parquet file"):
+        load_traces(tmp_path / "cut.parquet")
+
+
+@pytest.mark.parametrize("record, fields, message", [
+    ({"question": "q"}, None, r"line 1: no field 'response' for response \(fields present: question\)"),
+    ({"question": "q", "response": 5}, None, r"line 1: field 'response' \(response\) should be str or list, got int"),
+    ({"question": "q", "response": "r", "ok": "perhaps"}, {"correct": "ok"}, r"line 1: correctness label 'perhaps'"),
+    ([1, 2], None, "line 1: expected a JSON object"),
+])
+def test_bad_records_say_what_is_wrong(tmp_path, record, fields, message):
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    with pytest.raises(TraceFileError, match=message):
+        load_traces(path, fields=fields)
+
+
+def test_bad_arguments_and_empty_files(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(TraceFileError, match="empty"):
+        load_traces(tmp_path / "empty.jsonl")
+    with pytest.raises(ValueError, match="unknown trace field"):
+        load_traces(tmp_path / "empty.jsonl", fields={"reponse": "x"})
+    with pytest.raises(ValueError, match="either a correctness label"):
+        load_traces(tmp_path / "empty.jsonl", fields={"correct": "a", "gold_answer": "b"})
+    with pytest.raises(FileNotFoundError):
+        load_traces(tmp_path / "missing.jsonl")
+    (tmp_path / "t.txt").write_text("x")
+    with pytest.raises(TraceFileError, match="unsupported"):
+        load_traces(tmp_path / "t.txt")
+
+
+def test_load_traces_reads_json_arrays_chat_messages_and_refuses_empty_response_lists(tmp_path):
+    """issue 10: a .json array failed with 'line 1: not valid JSON'; response: [] raised a raw KeyError."""
+    import json as _json
+    rows = [{"question": "1+1?", "response": "2 is it\n</think>\n\\boxed{2}", "gold_answer": "2"},
+            {"question": "2+2?", "response": [{"role": "user", "content": "2+2?"},
+                                              {"role": "assistant", "content": "hmm\n</think>\n\\boxed{5}"}],
+             "gold_answer": "4"}]
+    path = tmp_path / "traces.json"
+    path.write_text(_json.dumps(rows))
+    df = load_traces(path, fields={"gold_answer": "gold_answer"})
+    assert len(df) == 2 and df["correct"].tolist() == [1.0, 0.0]
+    assert df["thinking"].tolist() == ["2 is it", "hmm"]
+    path.write_text(_json.dumps([{"question": "q", "response": [], "gold_answer": "1"}]))
+    with pytest.raises(TraceFileError, match="empty list of responses"):
+        load_traces(path, fields={"gold_answer": "gold_answer"})
+    path.write_text("[1, 2]")
+    with pytest.raises(TraceFileError, match="item 1: expected a JSON object"):
+        load_traces(path)

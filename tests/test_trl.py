@@ -7,7 +7,8 @@ import torch
 
 def test_trl_grpo_trainer_two_steps_on_qwq_nano_with_qwqlab_rewards(nano, tmp_path):
     trl = pytest.importorskip("trl")
-    from qwqlab.grpo import GRPOConfig, to_trl_config, trl_dataset
+    from qwqlab.grpo import GRPOConfig
+    from qwqlab.trl_bridge import to_trl_config, trl_dataset
     from qwqlab.rewards import get_reward
     from qwqlab.tasks import ArithmeticTask
 
@@ -43,7 +44,8 @@ def test_trl_grpo_trainer_two_steps_on_qwq_nano_with_qwqlab_rewards(nano, tmp_pa
 
 def test_to_trl_config_maps_the_objective():
     pytest.importorskip("trl")
-    from qwqlab.grpo import GRPOConfig, to_trl_config
+    from qwqlab.grpo import GRPOConfig
+    from qwqlab.trl_bridge import to_trl_config
 
     args = to_trl_config(GRPOConfig(estimator="dr_grpo", loss_aggregation="constant", clip_high=0.3),
                          "unused-dir")

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
+from synthetic import synthetic_rollouts
+
+FIXTURES = str(Path(__file__).parent / "fixtures")
 
 
 def test_show_sets_the_outputs_in_one_update():
@@ -34,7 +38,8 @@ def test_explorer_cells_never_wait_for_the_headless_client():
     within the timeout."""
     from nbclient import NotebookClient
 
-    setup = "from qwqlab import lengths, widgets\nroll = lengths.synthetic_rollouts(400, seed=0)\n"
+    setup = (f"import sys; sys.path.insert(0, {FIXTURES!r})\nfrom synthetic import synthetic_rollouts\n"
+             "from qwqlab import widgets\nroll = synthetic_rollouts(400, seed=0)\n")
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(setup)] + [
         nbformat.v4.new_code_cell("_ = widgets.length_explorer(roll)") for _ in range(12)]
@@ -47,3 +52,20 @@ def test_explorer_cells_never_wait_for_the_headless_client():
     client.execute()
     slow = {i: round(s, 1) for i, s in took.items() if i > 0 and s > 10}
     assert not slow, f"explorer cells that waited for the client's timeout (s): {slow}"
+
+
+def test_length_explorer_follows_its_controls():
+    from qwqlab.widgets import length_explorer
+
+    df = synthetic_rollouts(300)
+    box = length_explorer(df, bins=4)
+    assert set(box.controls) == {"markers", "bins", "correctness"}
+    assert "wait" in box.report.markers["marker"].tolist()
+    box.controls["markers"].value = "so, hmm"
+    assert box.report.markers["marker"].tolist() == ["so", "hmm", "reflections"]
+    box.controls["bins"].value = 2
+    assert len(box.report.by_bucket) <= 2
+    box.controls["correctness"].value = "correct"
+    assert box.report.summary["accuracy"].iloc[0] == 1.0
+    assert (box.shown["correct"] == 1.0).all()
+    assert len(box.figures) == 2
