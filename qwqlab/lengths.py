@@ -4,8 +4,8 @@ Everything here reads a *rollouts table*: one row per completion, with the colum
 glossary in CONTRIBUTING.md (``problem_id``, ``sample_index``, ``completion``,
 ``thinking``, ``answer_text``, ``extracted_answer``, ``completion_tokens``,
 ``think_tokens``, ``answer_tokens``, ``is_truncated``, ``correct``). qwqlab's own sampler
-writes such a table; ``load_traces`` turns a jsonl/parquet file from elsewhere (vLLM,
-another harness, a public trace dataset) into one; ``add_lengths`` fills in the columns a
+writes such a table; ``qwqlab.traces.load_traces`` turns a jsonl/parquet file from elsewhere
+(vLLM, another harness, a public trace dataset) into one; ``add_lengths`` fills in the columns a
 table lacks.
 
 The analyses (all vectorised: a million rollouts take seconds, see

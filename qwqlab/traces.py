@@ -1,4 +1,9 @@
-"""QwQ-32B's own reasoning traces, bundled, and thinking-efficiency metrics without an LLM judge.
+"""Reasoning traces: reading trace files, QwQ-32B's own traces bundled, and thinking efficiency.
+
+``load_traces`` reads traces from elsewhere (a vLLM dump, another harness, a public dataset:
+jsonl, a JSON array or parquet, with a field mapping at most) into a rollouts table, graded
+with the lab's one grader. Below: the bundled traces and the thinking-efficiency metrics,
+computed without an LLM judge.
 
 The traces: ``data/traces/mip_math52.jsonl.gz`` (built by ``scripts/bundle_mip_traces.py``
 from the MIT-licensed MiP-Overthinking release, Fan et al. 2025, arXiv 2504.06514; data card
@@ -390,6 +395,7 @@ DEFAULT_TRACE_FIELDS = {
     "problem_id": None,
     "sample_index": None,
     "finish_reason": None,
+    "model": None,
 }
 
 _TRUE = {"true", "1", "yes", "correct", "1.0", "t", "y"}
@@ -429,6 +435,23 @@ def _as_label(value, where: str) -> float:
         if v in ("", "none", "null", "nan"):
             return math.nan
     raise TraceFileError(f"{where}: correctness label {value!r} is not 0/1 or true/false")
+
+
+def _prompt_opens_think(rows: list[dict], setting) -> dict:
+    """``load_traces``' ``prompt_opens_think`` per model name (``None``: the file's rows without one)."""
+    settings = setting if isinstance(setting, Mapping) else {}
+    default = "auto" if isinstance(setting, Mapping) else setting
+    if default not in (True, False, "auto") or any(v not in (True, False, "auto") for v in settings.values()):
+        raise ValueError(f"prompt_opens_think must be True, False, 'auto' or a dict of those by model; got {setting!r}")
+    tagged = {}
+    for row in rows:
+        has_tag = row["response"] is not None and ("</think>" in row["response"] or "<think>" in row["response"])
+        tagged[row["model"]] = tagged.get(row["model"], False) or has_tag
+    out = {}
+    for model, any_tag in tagged.items():
+        choice = settings.get(model, default)
+        out[model] = any_tag if choice == "auto" else choice
+    return out
 
 
 def _iter_jsonl(path: Path):
@@ -500,7 +523,7 @@ def _iter_parquet(path: Path):
 
 def load_traces(path: str | Path, fields: Mapping[str, str | None] | None = None, tokenizer=None,
                 grader: Callable[[str | None, str], float | None] | None = None,
-                prompt_opens_think: bool = True) -> pd.DataFrame:
+                prompt_opens_think: bool | str | Mapping[str, bool | str] = "auto") -> pd.DataFrame:
     """Read reasoning traces from a jsonl (optionally .gz) or parquet file into a rollouts table.
 
     Args:
@@ -517,14 +540,23 @@ def load_traces(path: str | Path, fields: Mapping[str, str | None] | None = None
             fallback, which counts words, not tokens.
         grader: ``(extracted_answer, gold) -> 1.0 | 0.0 | None`` when grading against
             ``gold_answer``; default ``grade_answer`` (qwqlab's one grader).
-        prompt_opens_think: responses start inside the thinking (QwQ's template adds
-            ``<think>`` to the prompt), so a response with ``</think>`` and no ``<think>``
-            is well formed. See ``qwqlab.chat.split_think``.
+        prompt_opens_think: whether a response starts inside the thinking (QwQ's and R1's
+            templates add ``<think>`` to the prompt, so a response has ``</think>`` and no
+            ``<think>``; see ``qwqlab.chat.split_think``). ``True``: a response without
+            ``</think>`` was cut off while thinking (truncated, no answer). ``False``: a
+            response without tags is all answer (an answer-only model: Qwen2.5-Instruct, o1).
+            ``"auto"`` (default) decides per model (``fields={"model": ...}``; without it, per
+            file): ``True`` if any of its responses has a think tag, else ``False``. So a file
+            of a reasoning model and one of an answer-only model both load with a field
+            mapping at most; only a reasoning model none of whose responses ever closes its
+            thinking needs ``True`` said. A dict sets it per model name (``"auto"`` for the
+            rest: ``{"QwQ-32B": True}``).
 
     Returns:
-        The rollouts table (glossary columns; ``prompt`` holds the question), one row per
-        response, in file order. ``correct`` is NaN where the file gives neither a label
-        nor a gradable gold answer; ``finish_reason`` is None unless mapped.
+        The rollouts table (glossary columns; ``prompt`` holds the question; ``model`` when
+        mapped; ``prompt_opens_think`` as decided), one row per response, in file order.
+        ``correct`` is NaN where the file gives neither a label nor a gradable gold answer;
+        ``finish_reason`` is None unless mapped.
 
     Raises:
         TraceFileError: naming the file, the line (or row) and what was wrong: invalid
@@ -604,37 +636,46 @@ def load_traces(path: str | Path, fields: Mapping[str, str | None] | None = None
                 v = v[i]
             return v
 
+        model = get(record, "model", where, kinds=(str,))
         for i in range(n):
             r, th, an = pick(response, i, "response"), pick(reasoning, i, "reasoning"), pick(answer, i, "answer")
             for v, what in ((r, "response"), (th, "reasoning"), (an, "answer")):
                 if v is not None and not isinstance(v, str):
                     raise TraceFileError(f"{where}: {what} #{i} should be text, got {type(v).__name__}")
-            if r is not None:
-                parts = split_think(r, prompt_opens_think)
-                thinking, answer_text, completion = parts.thinking, parts.answer, r
-                unclosed = parts.case == "unclosed"
-            else:
-                thinking, answer_text = (th or "").strip(), (an or "").strip()
-                completion = _completion(thinking, answer_text)
-                unclosed = bool(thinking) and not answer_text
-            # qwqlab's one extraction policy (grading.extract_answer): last box; unboxed only for answer-only outputs
-            extracted = extract_answer(completion, prompt_opens_think if r is not None else bool(thinking))
-            if f["correct"]:
-                correct = _as_label(pick(label, i, "correct") if isinstance(label, list) else label, where)
-            elif f["gold_answer"]:
-                g = pick(gold, i, "gold_answer") if isinstance(gold, list) else gold
-                grade = grader(extracted, g)
-                correct = math.nan if grade is None else float(grade)
-            else:
-                correct = math.nan
             fr = pick(finish, i, "finish_reason") if isinstance(finish, list) else finish
+            g = None if gold is None else (pick(gold, i, "gold_answer") if isinstance(gold, list) else gold)
             rows.append({"problem_id": pid, "sample_index": sidx if sidx is not None and n == 1 else None,
-                         "prompt": question, "completion": completion, "thinking": thinking,
-                         "answer_text": answer_text, "extracted_answer": extracted,
-                         "finish_reason": fr, "is_truncated": (fr == "length") if fr is not None else unclosed,
-                         "correct": correct, "gold_answer": None if gold is None else str(
-                             pick(gold, i, "gold_answer") if isinstance(gold, list) else gold)})
-    df = pd.DataFrame(rows)
+                         "model": model, "prompt": question, "response": r, "reasoning": th, "answer": an,
+                         "finish_reason": fr, "gold": g,
+                         "label": (_as_label(pick(label, i, "correct") if isinstance(label, list) else label, where)
+                                   if f["correct"] else math.nan)})
+    opens = _prompt_opens_think(rows, prompt_opens_think)
+    for row in rows:
+        r, th, an = row.pop("response"), row.pop("reasoning"), row.pop("answer")
+        if r is not None:
+            opened = opens[row["model"]]
+            parts = split_think(r, opened)
+            thinking, answer_text, completion = parts.thinking, parts.answer, r
+            unclosed = parts.case == "unclosed"
+        else:  # separate fields: thinking, if any, came first
+            thinking, answer_text = (th or "").strip(), (an or "").strip()
+            opened, completion = bool(thinking), _completion(thinking, answer_text)
+            unclosed = bool(thinking) and not answer_text
+        row["prompt_opens_think"] = opened
+        # qwqlab's one extraction policy (grading.extract_answer): last box; unboxed only for answer-only outputs
+        extracted = extract_answer(completion, opened)
+        label, g, fr = row.pop("label"), row.pop("gold"), row["finish_reason"]
+        if f["gold_answer"]:
+            grade = grader(extracted, g)
+            label = math.nan if grade is None else float(grade)
+        row.update(completion=completion, thinking=thinking, answer_text=answer_text, extracted_answer=extracted,
+                   is_truncated=(fr == "length") if fr is not None else unclosed, correct=label,
+                   gold_answer=None if g is None else str(g))
+    columns = ["problem_id", "sample_index", "model", "prompt", "completion", "thinking", "answer_text",
+               "extracted_answer", "finish_reason", "is_truncated", "correct", "gold_answer", "prompt_opens_think"]
+    df = pd.DataFrame(rows)[columns]
+    if not f["model"]:
+        df = df.drop(columns="model")
     if df["sample_index"].isna().any():
         df["sample_index"] = df.groupby("problem_id", sort=False).cumcount()
     df["sample_index"] = df["sample_index"].astype(int)

@@ -14,7 +14,7 @@ is rebuilt with the ``tokenizers`` library from the two files it is made of, Qwe
    so ``<think>`` / ``</think>`` survive ``decode(skip_special_tokens=True)``.
 
 The result is checked against llama.cpp's 46 test vectors and the example in ``SOURCE.md``
-before anything is written (``tests/test_qwq_tokenizer.py`` checks the bundled file again).
+before anything is written (``tests/test_tokenizer.py`` checks the bundled file again).
 
     .venv/bin/python scripts/build_qwq_tokenizer.py                      # default paths
     .venv/bin/python scripts/build_qwq_tokenizer.py --source DIR --out DIR

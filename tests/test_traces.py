@@ -362,3 +362,46 @@ def test_load_traces_reads_json_arrays_chat_messages_and_refuses_empty_response_
     path.write_text("[1, 2]")
     with pytest.raises(TraceFileError, match="item 1: expected a JSON object"):
         load_traces(path)
+
+
+def test_answer_only_and_reasoning_models_load_with_a_field_mapping_at_most(tmp_path):
+    """issue 11, item 2: with prompt_opens_think=True an answer-only response (no think tags) was
+    read as unfinished thinking: truncated, no answer, graded 0. "auto" decides per model."""
+    rows = [{"model": "reasoner", "response": "2+2 is 4, wait, 4\n</think>\n\n\\boxed{4}", "gold": "4"},
+            {"model": "reasoner", "response": "so 3+3 is", "gold": "6"},  # cut off while thinking
+            {"model": "answerer", "response": "Adding the two gives 4. The answer is 4.", "gold": "4"},
+            {"model": "answerer", "response": "We get \\boxed{7}.", "gold": "6"}]
+    path = write_jsonl(tmp_path / "two_models.jsonl", rows)
+    fields = {"question": None, "model": "model", "gold_answer": "gold"}
+    df = load_traces(path, fields=fields)
+    assert df["prompt_opens_think"].tolist() == [True, True, False, False]
+    assert df["is_truncated"].tolist() == [False, True, False, False]
+    answers = df["extracted_answer"]
+    assert answers.isna().tolist() == [False, True, False, False]  # nothing answered while cut off
+    assert answers[~answers.isna()].tolist() == ["4", "4", "7"]  # the unboxed final answer read for answer-only
+    assert df["correct"].tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert df["think_tokens"].tolist()[2:] == [0, 0] and df["model"].tolist()[::2] == ["reasoner", "answerer"]
+    forced = load_traces(path, fields=fields, prompt_opens_think={"answerer": True})  # the old default
+    assert forced["is_truncated"].tolist()[2:] == [True, True] and forced["correct"].tolist()[2:] == [0.0, 0.0]
+    single = load_traces(write_jsonl(tmp_path / "answerer.jsonl", rows[2:]), fields={"question": None,
+                                                                                       "gold_answer": "gold"})
+    assert single["prompt_opens_think"].tolist() == [False, False]  # no model field: decided for the file
+    with pytest.raises(ValueError, match="prompt_opens_think must be"):
+        load_traces(path, fields=fields, prompt_opens_think="yes")
+
+
+MIP = data_dir().parent.parent / "shared" / "data" / "mip-overthinking" / "response" / "math" / "normal"
+
+
+@pytest.mark.skipif(not MIP.is_dir(), reason="../shared/data/mip-overthinking is not beside this checkout")
+def test_the_source_files_load_with_a_field_mapping_and_agree_with_the_bundled_grading(traces):
+    """Each source file as it is (a JSON array, thinking then </think> for three models, no tags for
+    Qwen2.5-32B-Instruct), with one field mapping: the same verdicts as the bundled file's."""
+    names = {"QwQ": "QwQ-32B", "DSQ": "DeepSeek-R1-Distill-Qwen-32B", "Qwen32": "Qwen2.5-32B-Instruct"}
+    for folder, model in names.items():
+        df = load_traces(MIP / folder / "response.json",
+                         fields={"question": None, "response": "model_answer", "gold_answer": "answer"})
+        bundled = traces[(traces["model"] == model) & (traces["split"] == "normal")].sort_values("problem_index")
+        assert len(df) == 52 and df["prompt_opens_think"].all() == (model != "Qwen2.5-32B-Instruct")
+        assert df["correct"].tolist() == bundled["correct"].tolist(), model
+        assert df["thinking"].tolist() == bundled["thinking"].tolist(), model
