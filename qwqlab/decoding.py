@@ -293,8 +293,20 @@ def _register_decode_attention() -> bool:
         out = torch.matmul(torch.softmax(scores, dim=-1), value)  # (b, kv_heads, groups, d)
         return out.reshape(b, h, 1, d).transpose(1, 2), None
 
+    def decode_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, attention_mask=None, **kwargs):
+        # One new token per row attends to every cached position its padding mask keeps, so
+        # its mask is that padding mask, made once per step as an additive one (0 or -inf: the
+        # same scores as masking each layer's, in one add). Everything else: SDPA's mask.
+        if (q_length != 1 or kv_offset or attention_mask is None or attention_mask.dim() != 2
+                or attention_mask.shape[-1] != kv_length):
+            return sdpa_mask(batch_size=batch_size, q_length=q_length, kv_length=kv_length, q_offset=q_offset,
+                             kv_offset=kv_offset, attention_mask=attention_mask, **kwargs)
+        keep = attention_mask.bool()[:, None, None, :]
+        return torch.zeros(keep.shape, dtype=kwargs.get("dtype") or torch.float32,
+                           device=keep.device).masked_fill_(~keep, float("-inf"))
+
     AttentionInterface.register(_DECODE_ATTENTION, decode_attention)
-    AttentionMaskInterface.register(_DECODE_ATTENTION, sdpa_mask)
+    AttentionMaskInterface.register(_DECODE_ATTENTION, decode_mask)
     _decode_attention_ok = True
     return True
 
