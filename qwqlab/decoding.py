@@ -94,8 +94,9 @@ def row_key(seed: int | None, sample_index: int, prompt: str) -> int:
 
 
 def _mul32(x, c: int):
-    # x * c mod 2**32 on int64 tensors without overflow: split x into 16-bit halves.
-    return (((x >> 16) * c & 0xFFFF) << 16) + (x & 0xFFFF) * c & _MASK32
+    # x * c mod 2**32 for x, c < 2**32: the int64 product may wrap modulo 2**64 (two's
+    # complement, on every torch backend), which leaves its low 32 bits exact.
+    return x * c & _MASK32
 
 
 def _mix32(x):
@@ -108,9 +109,11 @@ def _mix32(x):
 
 
 def keyed_uniform(keys, step: int, token_ids):
-    """Uniform(0, 1) noise for ``(key, step, token id)``, shape of ``token_ids`` (rows x candidates).
+    """Uniform(0, 1) noise for ``(key, step, token id)``, one number per row and candidate.
 
-    A pure function of its arguments: the same key, step and token always get the same number.
+    ``token_ids`` is rows x candidates, or ``1 x candidates`` when every row has the same
+    candidates (then they are hashed once, not once per row). A pure function of its
+    arguments: the same key, step and token always get the same number.
     """
     import torch
 
@@ -165,14 +168,14 @@ class KeyedChooser:
 
         if self.greedy:
             return logits.argmax(dim=-1), None
-        if self.plain:
+        if self.plain:  # every row's candidates are the whole vocabulary, in id order
             values = logits.float() / self.temperature
-            ids = torch.arange(values.shape[-1], device=values.device).expand_as(values)
+            ids = torch.arange(values.shape[-1], device=values.device)[None]
         else:
             values, ids = filter_logits(logits, self.temperature, self.top_k, self.top_p)
-        u = keyed_uniform(keys, step, ids)
-        choice = (values - torch.log(-torch.log(u))).argmax(dim=-1, keepdim=True)
-        tokens = ids.gather(-1, choice).squeeze(-1)
+        gumbel = keyed_uniform(keys, step, ids).log_().neg_().log_().neg_()  # -log(-log(u)), in place
+        choice = (values + gumbel).argmax(dim=-1, keepdim=True)
+        tokens = choice.squeeze(-1) if self.plain else ids.gather(-1, choice).squeeze(-1)
         if not self.entropy:
             return tokens, None
         logp = torch.log_softmax(values, dim=-1)
@@ -290,8 +293,20 @@ def _register_decode_attention() -> bool:
         out = torch.matmul(torch.softmax(scores, dim=-1), value)  # (b, kv_heads, groups, d)
         return out.reshape(b, h, 1, d).transpose(1, 2), None
 
+    def decode_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, attention_mask=None, **kwargs):
+        # One new token per row attends to every cached position its padding mask keeps, so
+        # its mask is that padding mask, made once per step as an additive one (0 or -inf: the
+        # same scores as masking each layer's, in one add). Everything else: SDPA's mask.
+        if (q_length != 1 or kv_offset or attention_mask is None or attention_mask.dim() != 2
+                or attention_mask.shape[-1] != kv_length):
+            return sdpa_mask(batch_size=batch_size, q_length=q_length, kv_length=kv_length, q_offset=q_offset,
+                             kv_offset=kv_offset, attention_mask=attention_mask, **kwargs)
+        keep = attention_mask.bool()[:, None, None, :]
+        return torch.zeros(keep.shape, dtype=kwargs.get("dtype") or torch.float32,
+                           device=keep.device).masked_fill_(~keep, float("-inf"))
+
     AttentionInterface.register(_DECODE_ATTENTION, decode_attention)
-    AttentionMaskInterface.register(_DECODE_ATTENTION, sdpa_mask)
+    AttentionMaskInterface.register(_DECODE_ATTENTION, decode_mask)
     _decode_attention_ok = True
     return True
 
