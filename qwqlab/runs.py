@@ -16,12 +16,15 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-import pandas as pd
-
-from qwqlab.lengths import DEFAULT_LOG_COLUMNS, LENGTH_COLUMNS, add_lengths, read_table
 from qwqlab.paths import data_dir
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas and qwqlab.lengths are imported by the readers that use them: train_grpo imports this
+# module for its checkpoints, and importing pandas would add about 0.6 s to `import qwqlab.grpo`.
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -144,6 +147,8 @@ def write_log(log_file, history: list[dict], append_row: dict | None = None) -> 
     path = Path(log_file)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".csv":
+        import pandas as pd
+
         pd.DataFrame(history).to_csv(path, index=False)
     elif append_row is not None:
         with open(path, "a") as f:
@@ -193,6 +198,8 @@ def find_recorded_runs(folder: str | Path | None = None, columns: Mapping[str, s
     writes it), which are named by their run and read whatever their columns. A missing folder
     gives an empty result, so notebooks can fall back to sampling.
     """
+    from qwqlab.lengths import DEFAULT_LOG_COLUMNS, read_table
+
     root = Path(folder) if folder else runs_dir()
     found = RecordedRuns(folder=root)
     if not root.is_dir():
@@ -243,8 +250,12 @@ def collect_rollouts(runs: RecordedRuns | None = None, model: str = "qwq-nano", 
     - Otherwise ``model`` is sampled fresh (``"<model> (before RL)"``), and so is every
       recorded RL model or ``train_grpo`` checkpoint (``"after RL: <name>"``, at most
       ``max_runs`` of them), with the same problems and ``settings`` (see
-      ``rollouts.sample``, plain sampling at ``temperature``). With nothing recorded, only the "before" table comes back.
+      ``rollouts.sample``, plain sampling at ``temperature``). With nothing recorded, only the
+      "before" table comes back.
     """
+    import pandas as pd
+
+    from qwqlab.lengths import LENGTH_COLUMNS, add_lengths
     from qwqlab.models import load_model
     from qwqlab.tasks import ArithmeticTask
 

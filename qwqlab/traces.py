@@ -58,7 +58,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from qwqlab.chat import boxed_spans, split_think
+from qwqlab.chat import THINK_CLOSE, THINK_OPEN, boxed_spans, split_think
 from qwqlab.grading import answers_match, extract_answer
 from qwqlab.lengths import count_tokens, marker_counts
 from qwqlab.paths import data_dir
@@ -146,7 +146,7 @@ def load_mip_traces(path: str | Path | None = None, markers: Iterable[str] | Non
 def _completion(thinking: str | None, answer: str | None) -> str:
     """A response given as separate thinking and answer, as one completion (``</think>`` between them)."""
     thinking, answer = (thinking or "").strip(), (answer or "").strip()
-    return f"{thinking}\n</think>\n\n{answer}" if thinking else answer
+    return f"{thinking}\n{THINK_CLOSE}\n\n{answer}" if thinking else answer
 
 
 def overview(traces: pd.DataFrame) -> pd.DataFrame:
@@ -445,7 +445,7 @@ def _prompt_opens_think(rows: list[dict], setting) -> dict:
         raise ValueError(f"prompt_opens_think must be True, False, 'auto' or a dict of those by model; got {setting!r}")
     tagged = {}
     for row in rows:
-        has_tag = row["response"] is not None and ("</think>" in row["response"] or "<think>" in row["response"])
+        has_tag = row["response"] is not None and (THINK_CLOSE in row["response"] or THINK_OPEN in row["response"])
         tagged[row["model"]] = tagged.get(row["model"], False) or has_tag
     out = {}
     for model, any_tag in tagged.items():
