@@ -331,6 +331,94 @@ class _DecodeAttention:
         return False
 
 
+class _PlainStep:
+    """One decoding step of a plain Qwen2 model (QwQ-32B's architecture, and qwq-nano's) in torch
+    operations, without transformers' per-module machinery (wrappers, output capture, mask and
+    cache dispatch), which costs more than the arithmetic at qwq-nano's size.
+
+    It runs the very operations ``Qwen2ForCausalLM.forward`` runs for one new token per row
+    with ``decode_attention`` (the same kernels on the same shapes, reading and writing the
+    same ``_buffered_cache``), so its logits are bit for bit those of the model's forward
+    (tested against transformers' ``generate``). ``build`` returns ``None`` for anything else,
+    and ``decode`` then calls the model itself: quantized or LoRA layers, hooks (accelerate's
+    device maps), sliding-window attention, another architecture or attention implementation.
+    """
+
+    def __init__(self, model, cache):
+        m = model.model
+        self.cache, self.embed, self.rotary, self.norm, self.head = cache, m.embed_tokens, m.rotary_emb, m.norm, \
+            model.lm_head
+        self.dtype = m.embed_tokens.weight.dtype  # decode_mask's dtype: the embeddings'
+        attn = m.layers[0].self_attn
+        self.head_dim, self.scaling = attn.head_dim, attn.scaling
+        self.heads, self.kv_heads = model.config.num_attention_heads, model.config.num_key_value_heads
+        self.layers = [(layer.input_layernorm, layer.self_attn, layer.post_attention_layernorm, layer.mlp)
+                       for layer in m.layers]
+
+    @classmethod
+    def build(cls, model, cache):
+        import torch
+
+        try:
+            from transformers.models.qwen2 import modeling_qwen2 as q2
+        except ImportError:
+            return None
+        config = getattr(model, "config", None)
+        if (type(model) is not q2.Qwen2ForCausalLM or model.training or config is None
+                or getattr(config, "_attn_implementation", None) != _DECODE_ATTENTION
+                or any(t != "full_attention" for t in getattr(config, "layer_types", None) or ["full_attention"])
+                or len(model.model.layers) != config.num_hidden_layers
+                or getattr(cache, "layer_class_to_replicate", None) is None):
+            return None
+        from torch.nn.modules import module as nn_module
+
+        if any(getattr(nn_module, name, None) for name in
+               ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_forward_hooks_always_called")):
+            return None
+        kinds = {q2.Qwen2Model, q2.Qwen2DecoderLayer, q2.Qwen2Attention, q2.Qwen2MLP, q2.Qwen2RMSNorm,
+                 q2.Qwen2RotaryEmbedding, torch.nn.Linear, torch.nn.Embedding, torch.nn.ModuleList}
+        for mod in model.modules():
+            known = mod is model or type(mod) in kinds or type(mod).__module__ == "transformers.activations"
+            if not known or mod._forward_hooks or mod._forward_pre_hooks:
+                return None
+        return cls(model, cache)
+
+    def __call__(self, token, position, mask):
+        """Logits ``(rows, vocab)`` for one new token per row; ``mask`` is additive, ``(rows, 1, 1, keys)``."""
+        import torch
+        import torch.nn.functional as F
+
+        x = self.embed(token[:, None])
+        cos, sin = self.rotary(x, position[:, None])
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        rows, d = x.shape[0], self.head_dim
+        half, groups = d // 2, self.heads // self.kv_heads
+
+        def rms(h, norm):
+            dtype = h.dtype
+            h = h.to(torch.float32)
+            h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+            return norm.weight * h.to(dtype)
+
+        def rope(h):
+            return (h * cos) + (torch.cat((-h[..., half:], h[..., :half]), dim=-1) * sin)
+
+        for i, (norm1, attn, norm2, mlp) in enumerate(self.layers):
+            h = rms(x, norm1)
+            q = rope(F.linear(h, attn.q_proj.weight, attn.q_proj.bias).view(rows, 1, -1, d).transpose(1, 2))
+            k = rope(F.linear(h, attn.k_proj.weight, attn.k_proj.bias).view(rows, 1, -1, d).transpose(1, 2))
+            v = F.linear(h, attn.v_proj.weight, attn.v_proj.bias).view(rows, 1, -1, d).transpose(1, 2)
+            keys, values = self.cache.update(k, v, i)
+            scores = torch.matmul(q.reshape(rows, self.kv_heads, groups, d), keys.transpose(-1, -2))
+            scores = scores * self.scaling + mask
+            out = torch.matmul(torch.softmax(scores, dim=-1), values).reshape(rows, self.heads, 1, d).transpose(1, 2)
+            x = x + F.linear(out.reshape(rows, 1, -1).contiguous(), attn.o_proj.weight, attn.o_proj.bias)
+            h = rms(x, norm2)
+            x = x + F.linear(mlp.act_fn(F.linear(h, mlp.gate_proj.weight)) * F.linear(h, mlp.up_proj.weight),
+                             mlp.down_proj.weight)
+        return F.linear(rms(x, self.norm), self.head.weight, self.head.bias)[:, -1]
+
+
 # ----------------------------------------------------------------------------- the loop
 
 def encode_left(tokenizer, prompts: list[str], device=None):
@@ -398,6 +486,9 @@ def decode(model, tokenizer, prompts: list[str], keys: list[int], max_new_tokens
             cache.batch_select_indices(expand)  # one prefill per distinct prompt, shared by its samples
         logits, mask = out.logits[:, -1].float()[expand], mask[expand]
         position = mask.sum(-1)
+        step = _PlainStep.build(model, cache)
+        if step is not None:  # its attention mask is additive (0 or -inf), as decode_mask makes it
+            mask = torch.zeros(mask.shape, dtype=step.dtype, device=device).masked_fill_(mask == 0, float("-inf"))
         rows = torch.arange(n, device=device)  # batch row -> output row
         alive = torch.ones(n, dtype=torch.bool, device=device)
         for t in range(max_new_tokens):
@@ -411,17 +502,20 @@ def decode(model, tokenizer, prompts: list[str], keys: list[int], max_new_tokens
             alive &= ~torch.isin(token, stop_t)
             if t == max_new_tokens - 1 or not alive.any():
                 break
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            mask = torch.cat([mask, (mask.new_zeros if step is not None else mask.new_ones)(mask.shape[0], 1)], dim=1)
             # Finished rows leave the batch (and the KV cache) once they are an eighth of it:
             # copying the cache costs more than carrying a few dead rows for a while.
             if (~alive).sum() * 8 >= len(alive):
                 keep = alive.nonzero().squeeze(-1)
                 cache.batch_select_indices(keep)
                 mask, rows, token, position, alive = mask[keep], rows[keep], token[keep], position[keep], alive[keep]
-            out = model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None],
-                        use_cache=True, **{cache_kw: cache})
+            if step is not None:
+                logits = step(token, position, mask[:, None, None, :]).float()
+            else:
+                out = model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None],
+                            use_cache=True, **{cache_kw: cache})
+                logits = out.logits[:, -1].float()
             position = position + 1
-            logits = out.logits[:, -1].float()
     new = new[:, :steps]
     stop_set, entropies = set(stops), entropy.tolist()
     completions = [cut_at_stop(ids, stop_set) for ids in new.tolist()]

@@ -190,3 +190,33 @@ def test_the_reported_entropy_is_the_policy_entropy(fake):
                                         torch.arange(2).repeat_interleave(3), seqs[:, plen:], mask, with_entropy=True)
     expected = (ent * mask).sum(-1) / lengths
     torch.testing.assert_close(torch.tensor([g.entropy for g in gens]), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_the_plain_step_runs_qwen2_and_gives_the_model_forwards_tokens(nano):
+    """qwq-nano decodes through ``_PlainStep`` (its own one-token forward, without transformers'
+    per-module machinery); a model it does not know, here the same model with a forward hook,
+    goes through the model's forward. Same tokens and entropies either way, bit for bit; the
+    comparison with transformers' generate above covers the plain step too."""
+    import copy
+    from qwqlab.decoding import _DECODE_ATTENTION, _buffered_cache, _DecodeAttention, _PlainStep
+    model, tok = nano
+    with _DecodeAttention(model):
+        assert model.config._attn_implementation == _DECODE_ATTENTION
+        assert _PlainStep.build(model, _buffered_cache()) is not None
+    hooked = copy.deepcopy(model)
+    handle = hooked.model.layers[1].mlp.register_forward_hook(lambda *a: None)
+    with _DecodeAttention(hooked):
+        assert _PlainStep.build(hooked, _buffered_cache()) is None
+    task = ArithmeticTask(split="test")
+    prompts = [task.prompt(tok, p) for p in task.problems(6)]
+    a = generate(model, tok, prompts, 4, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=48, seed=2)
+    b = generate(hooked, tok, prompts, 4, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=48, seed=2)
+    assert [(g.token_ids, g.entropy) for g in a] == [(g.token_ids, g.entropy) for g in b]
+    assert len({g.num_tokens for g in a}) > 1  # rows left the batch at different steps
+    handle.remove()
+    model.train()  # dropout may act: the plain step is for inference only
+    try:
+        with _DecodeAttention(model):
+            assert _PlainStep.build(model, _buffered_cache()) is None
+    finally:
+        model.eval()

@@ -385,6 +385,58 @@ def test_callback_can_stop_and_max_seconds_bounds_the_run(fake):
     assert len(df) == 1
 
 
+def test_prefix_tree_shares_prefixes_within_a_prompt_only():
+    from qwqlab.grpo import prefix_tree
+    ids = torch.tensor([[5, 6, 7, 0], [5, 6, 8, 9], [5, 6, 7, 0], [5, 1, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0]]).bool()
+    tokens, parents, depths, node_of = prefix_tree(ids, mask, torch.tensor([0, 0, 0, 1]))
+    # prompt 0: 5 -> 6 -> {7, 8 -> 9}; prompt 1 has its own 5 -> 1
+    assert tokens[0, :5].tolist() == [5, 6, 7, 8, 9] and parents[0, :5].tolist() == [-1, 0, 1, 1, 3]
+    assert depths[0].tolist() == [0, 1, 2, 2, 3] and depths[1].tolist() == [0, 1, -1, -1, -1]
+    assert node_of.tolist() == [[0, 1, 2, -1], [0, 1, 3, 4], [0, 1, 2, -1], [0, 1, -1, -1]]
+
+
+def test_length_split_is_the_cheapest_split():
+    import itertools
+    import random
+    from qwqlab.grpo import length_split
+
+    def padded(lengths, cuts):
+        bounds = [0] + cuts + [len(lengths)]
+        return sum((b - a) * lengths[b - 1] for a, b in zip(bounds, bounds[1:]))
+
+    rng = random.Random(0)
+    for _ in range(300):
+        lengths = sorted(rng.randint(1, 30) for _ in range(rng.randint(1, 9)))
+        groups = rng.randint(1, 4)
+        cuts = length_split(lengths, groups)
+        assert cuts == sorted(set(cuts)) and len(cuts) < groups or not cuts
+        best = min(padded(lengths, list(c)) for k in range(groups)
+                   for c in itertools.combinations(range(1, len(lengths)), k))
+        assert padded(lengths, cuts) == best, (lengths, groups, cuts)
+
+
+def test_micro_batches_pick_the_prefix_tree_when_samples_share():
+    from types import SimpleNamespace
+    from qwqlab.grpo import micro_batches
+    cfg = GRPOConfig(num_generations=4, length_buckets=2)
+    advantages = torch.ones(8)
+    same = torch.arange(1, 41).repeat(8, 1)  # every sample of a prompt the same 40 tokens
+    lengths = torch.tensor([40, 38, 40, 40, 10, 10, 10, 10])
+    batch = SimpleNamespace(completion_ids=same, lengths=lengths,
+                            completion_mask=torch.arange(40)[None] < lengths[:, None])
+    chunks = micro_batches(batch, advantages, cfg)
+    owners = [set((c // 4).tolist()) for c in chunks]
+    assert sorted(int(r) for c in chunks for r in c) == list(range(8))
+    assert owners == [{1}, {0}]  # whole prompts, the smaller tree first (10 nodes against 40)
+    distinct = torch.arange(8)[:, None] * 100 + torch.arange(40)[None]  # nothing shared
+    batch.completion_ids = distinct
+    chunks = micro_batches(batch, advantages, cfg)
+    assert [c.tolist() for c in chunks] == [[4, 5, 6, 7], [1, 0, 2, 3]]  # rows by length
+    batch.completion_ids = same
+    assert [c.tolist() for c in micro_batches(batch, advantages, cfg, tree=False)] == [[4, 5, 6, 7], [1, 0, 2, 3]]
+
+
 def test_micro_batches_give_the_same_update_as_one_batch(fake, tmp_path):
     """The gradient, read back from AdamW's first moment (exp_avg = (1 - beta1) * grad after one
     step): compared as weights, Adam's first step divides by |grad| and turns float rounding in
@@ -479,6 +531,42 @@ def test_shared_prefix_logprobs_equal_plain_ones_on_qwq_nano(nano):
         torch.testing.assert_close(p.grad, a, atol=1e-3, rtol=1e-3)
     sampler = torch.tensor([g.entropy for g in gens])
     torch.testing.assert_close(sampler, (ent1 * mask).sum(-1) / lengths, atol=1e-3, rtol=1e-3)
+
+
+def test_tree_logprobs_equal_plain_ones_on_qwq_nano(nano):
+    """The prefix-tree layout (each distinct completion prefix computed once, a tree attention
+    mask) gives the plain forward's log-probs, entropies and gradients: on samples that share
+    prefixes, a row repeated whole, and a row from each of two prompts that share nothing."""
+    import copy
+    from qwqlab.grpo import prefix_tree, tree_logprobs
+    from qwqlab.decoding import encode_left, generate
+    model, tok = nano
+    model = copy.deepcopy(model)
+    task = ArithmeticTask(split="train")
+    prompts = [task.prompt(tok, p) for p in task.problems(3)]
+    prompts[1] = prompts[1].replace("What is", "Please, what is")  # left padding for the others
+    gens, (seqs, plen) = generate(model, tok, prompts, 4, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=48,
+                                  seed=3, return_tensors=True)
+    seqs = torch.cat([seqs, seqs[:1]])  # row 0 twice: a completion shared whole
+    owner = torch.tensor([g.prompt_index for g in gens] + [0])
+    lengths = torch.tensor([g.num_tokens for g in gens] + [gens[0].num_tokens])
+    enc = encode_left(tok, prompts)
+    mask = torch.arange(seqs.shape[1] - plen)[None] < lengths[:, None]
+    weights = torch.linspace(-1, 1, mask.numel()).view(mask.shape)  # a loss with a distinct weight per token
+    attn = torch.cat([enc["attention_mask"][owner], mask.long()], 1)
+    lp1, ent1 = completion_logprobs(model, seqs, attn, plen, with_entropy=True)
+    (lp1 * mask * weights).sum().backward()
+    g1 = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    tree = prefix_tree(seqs[:, plen:], mask, owner)
+    assert int((tree[2] >= 0).sum()) < int(mask.sum())  # the samples share tokens
+    lp2, ent2 = tree_logprobs(model, enc["input_ids"], enc["attention_mask"], owner, seqs[:, plen:], mask,
+                              with_entropy=True)
+    (lp2 * mask * weights).sum().backward()
+    torch.testing.assert_close(lp2 * mask, lp1 * mask, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ent2 * mask, ent1 * mask, atol=1e-4, rtol=1e-4)
+    for a, p in zip(g1, model.parameters()):
+        torch.testing.assert_close(p.grad, a, atol=1e-4, rtol=1e-3)
 
 
 def test_one_step_on_qwq_nano_and_held_out_evaluation(nano, tmp_path):
