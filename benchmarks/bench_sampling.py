@@ -11,7 +11,8 @@ the median of the rounds' ratios.
 Goal (issue 9): qwqlab's decoder at least 25x the loop's tokens/s on qwq-nano on 2 CPU cores.
 It also prints the decoder's useful arithmetic as a share of this CPU's measured matmul
 throughput (2 x parameters FLOPs per generated token, against a large float32 matmul timed in
-the same run): how far a tiny model's decoding is from compute-bound.
+the same run): how far a tiny model's decoding is from compute-bound. Samples that have drawn
+the same tokens so far are computed once, so it also prints the share of tokens computed.
 
     .venv/bin/python benchmarks/bench_sampling.py                 # ~1 min on 2 quiet CPU cores
     .venv/bin/python benchmarks/bench_sampling.py --num-problems 32 --json out.json
@@ -135,6 +136,15 @@ def main(argv=None) -> dict:
     share = q_rate * 2 * params / flops
     print(f"matmul throughput of this CPU ({args.threads} threads, float32 1024x1024): {flops / 1e9:,.1f} GFLOP/s; "
           f"the decoder's 2 x {params:,} FLOPs per token at {q_rate:,.0f} tokens/s use {share:.2%} of it")
+    # The decoder runs samples that have drawn the same tokens so far once: the tokens it
+    # computed are the distinct prefixes of each prompt's samples (untimed, same seed).
+    from qwqlab.decoding import generate
+
+    gens = generate(model, tok, prompts, args.num_generations, seed=args.seed, **settings)
+    prefixes = {(g.prompt_index, tuple(g.token_ids[:k])) for g in gens for k in range(1, g.num_tokens + 1)}
+    computed = len(prefixes) / sum(g.num_tokens for g in gens)
+    print(f"tokens the decoder computed: {computed:.1%} of those it generated (the rest shared a prefix with "
+          f"another sample of their prompt); computed tokens use {share * computed:.2%} of the matmul throughput")
     result = {"num_problems": args.num_problems,
               "num_generations": args.num_generations, **settings, "batch_size": args.batch_size,
               "threads": args.threads, "model": args.model, "rounds": rounds,
@@ -143,7 +153,7 @@ def main(argv=None) -> dict:
               "loop_seconds": round(totals["loop"][1], 3), "loop_tokens_per_s": round(l_rate, 1),
               "round_ratios": [round(x, 2) for x in ratios], "ratio": round(ratio, 2),
               "accuracy": round(st.mean(accuracy), 4), "matmul_gflops": round(flops / 1e9, 2),
-              "share_of_matmul_throughput": round(share, 5)}
+              "share_of_matmul_throughput": round(share, 5), "computed_share_of_tokens": round(computed, 4)}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

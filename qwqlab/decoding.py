@@ -1,8 +1,12 @@
 """The one decoder: every sampled token in qwqlab comes out of ``decode``.
 
-``decode`` is one batched, KV-cached loop: each distinct prompt is prefilled once and its
-cache shared by all its samples, finished rows leave the batch, and each next token is
-picked by a token chooser (``KeyedChooser`` unless you pass your own). ``rollouts.sample``
+``decode`` is one batched, KV-cached loop: each distinct prompt is prefilled once, samples
+that have drawn the same tokens so far are one state of the batch, run once per step (a state
+forks when its samples' draws differ: the samples of a confident policy share long prefixes),
+finished states leave the batch, and each next token is picked by a token chooser
+(``KeyedChooser`` unless you pass your own). For a plain Qwen2 model a step is
+``_PlainStep``, the model's own one-token arithmetic without transformers' per-module
+machinery. ``rollouts.sample``
 (and so notebooks 02, 03, 05 and the dashboards), ``grpo.train_grpo``,
 ``grpo.evaluate_policy``, ``nano.measure`` and the chat widget all call it, through
 ``generate`` or ``rollouts.sample``. The vLLM backend of ``rollouts.sample`` is the one
@@ -204,8 +208,9 @@ def cache_kwarg(model) -> str:
 
 def _buffered_cache():
     """A ``DynamicCache`` whose layers write each new token's keys and values into buffers with
-    spare room, instead of concatenating (a copy of the whole cache per token and layer).
-    Falls back to a plain ``DynamicCache`` on transformers versions without cache layers."""
+    spare room, instead of concatenating (a copy of the whole cache per token and layer), and
+    can ``fork`` rows: append copies of some rows (``fork_rows``). Falls back to a plain
+    ``DynamicCache`` on transformers versions without cache layers (``fork_rows`` then refuses)."""
     from transformers import DynamicCache
 
     try:
@@ -214,47 +219,80 @@ def _buffered_cache():
         return DynamicCache()
 
     class BufferedLayer(DynamicLayer):
+        # self._buffers: (keys, values), each (row capacity, heads, room, head_dim); rows
+        # 0..self._rows-1 and positions 0..self._used-1 are the cache (self.keys/self.values).
         def update(self, key_states, value_states, *args, **kwargs):
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
-                self._used, self._buffers = 0, None
+                self._used, self._rows, self._buffers = 0, key_states.shape[0], None
             q = key_states.shape[-2]
             if self._buffers is None or self._used + q > self._buffers[0].shape[-2]:
-                self._reallocate(self._used + q, key_states)
+                self._reallocate(self._rows, self._used + q, key_states)
             kb, vb = self._buffers
-            kb[:, :, self._used:self._used + q] = key_states
-            vb[:, :, self._used:self._used + q] = value_states
+            kb[:self._rows, :, self._used:self._used + q] = key_states
+            vb[:self._rows, :, self._used:self._used + q] = value_states
             self._used += q
-            self.keys, self.values = kb[:, :, :self._used], vb[:, :, :self._used]
+            self._views()
             return self.keys, self.values
 
-        def _reallocate(self, need, like):
-            b, h, _, d = like.shape
-            room = max(need + 64, 2 * need)
-            kb, vb = like.new_empty((b, h, room, d)), like.new_empty((b, h, room, d))
-            if self._used:
-                kb[:, :, :self._used], vb[:, :, :self._used] = self.keys, self.values
-            self._buffers = (kb, vb)
-            self.keys, self.values = kb[:, :, :self._used], vb[:, :, :self._used]
+        def _views(self):
+            kb, vb = self._buffers
+            self.keys, self.values = kb[:self._rows, :, :self._used], vb[:self._rows, :, :self._used]
 
-        def _rebuffer(self):  # after the batch changed shape: copy the kept rows into new buffers
-            if self.is_initialized and self._used:
-                self._buffers = None
-                self._reallocate(self._used, self.keys)
+        def _reallocate(self, rows, need, like):
+            _, h, _, d = like.shape
+            room = max(need + 64, 2 * need)
+            kb, vb = like.new_empty((rows, h, room, d)), like.new_empty((rows, h, room, d))
+            if self._used:
+                n = min(rows, self._rows)
+                kb[:n, :, :self._used], vb[:n, :, :self._used] = self.keys[:n], self.values[:n]
+            self._buffers = (kb, vb)
+            self._views()
 
         def batch_repeat_interleave(self, repeats: int) -> None:
-            super().batch_repeat_interleave(repeats)
-            self._rebuffer()
+            import torch
+
+            self.batch_select_indices(torch.arange(self._rows, device=self.keys.device).repeat_interleave(repeats))
 
         def batch_select_indices(self, indices) -> None:
-            super().batch_select_indices(indices)
-            self._rebuffer()
+            if not self.is_initialized:
+                return
+            kb, vb = self._buffers
+            self._buffers = (kb.index_select(0, indices), vb.index_select(0, indices))  # one copy
+            self._rows = len(indices)
+            self._views()
+
+        def fork(self, parents) -> None:
+            if not self.is_initialized:
+                return
+            rows, extra = self._rows, len(parents)
+            kb, vb = self._buffers
+            if rows + extra > kb.shape[0]:  # room for twice the rows: forks come a few at a time
+                shape = (max(rows + extra, 2 * rows),) + tuple(kb.shape[1:])
+                grown = (kb.new_empty(shape), vb.new_empty(shape))
+                grown[0][:rows, :, :self._used], grown[1][:rows, :, :self._used] = self.keys, self.values
+                self._buffers = kb, vb = grown
+            kb[rows:rows + extra, :, :self._used] = kb[parents, :, :self._used]
+            vb[rows:rows + extra, :, :self._used] = vb[parents, :, :self._used]
+            self._rows = rows + extra
+            self._views()
 
     cache = DynamicCache()
     if getattr(cache, "layer_class_to_replicate", None) is not DynamicLayer or cache.layers:
         return cache
     cache.layer_class_to_replicate = BufferedLayer
     return cache
+
+
+def fork_rows(cache, parents) -> bool:
+    """Append to every layer of a ``_buffered_cache`` a copy of the rows ``parents``; False (and
+    nothing done) for a cache that cannot."""
+    layers = getattr(cache, "layers", None)
+    if not layers or not all(hasattr(layer, "fork") for layer in layers):
+        return False
+    for layer in layers:
+        layer.fork(parents)
+    return True
 
 
 _DECODE_ATTENTION = "qwqlab_decode"
@@ -482,37 +520,65 @@ def decode(model, tokenizer, prompts: list[str], keys: list[int], max_new_tokens
             out = model(**prefill, logits_to_keep=1)
         except TypeError:  # an older model class without logits_to_keep
             out = model(**prefill)
-        if len(distinct) < n:
-            cache.batch_select_indices(expand)  # one prefill per distinct prompt, shared by its samples
-        logits, mask = out.logits[:, -1].float()[expand], mask[expand]
+        logits = out.logits[:, -1].float()
+        # The batch holds states, not rows: a state is a distinct token sequence so far, kept
+        # once in the KV cache and run once per step however many rows share it. The states
+        # start as the distinct prompts; rows of one state that draw the same token stay one
+        # state, and each other token drawn forks it (a copy of its cache rows).
+        can_fork = fork_rows(cache, expand[:0])
+        if can_fork:
+            state = expand.clone()  # output row -> its state (a row of the cache)
+        else:  # a cache that cannot fork: one state per row from the start
+            if len(distinct) < n:
+                cache.batch_select_indices(expand)
+            logits, mask, state = logits[expand], mask[expand], torch.arange(n, device=device)
         position = mask.sum(-1)
         step = _PlainStep.build(model, cache)
         if step is not None:  # its attention mask is additive (0 or -inf), as decode_mask makes it
             mask = torch.zeros(mask.shape, dtype=step.dtype, device=device).masked_fill_(mask == 0, float("-inf"))
-        rows = torch.arange(n, device=device)  # batch row -> output row
-        alive = torch.ones(n, dtype=torch.bool, device=device)
+        live = torch.arange(n, device=device)  # the output rows still decoding
+        vocab = logits.shape[-1]
         for t in range(max_new_tokens):
-            token, ent = chooser(logits, key_tensor[rows], t)
-            live = rows[alive]
-            new[live, t] = token[alive]
+            token, ent = chooser(logits[state[live]], key_tensor[live], t)
+            new[live, t] = token
             if ent is not None:
-                entropy[live] += ent[alive].float()
+                entropy[live] += ent.float()
                 has_entropy = True
             steps = t + 1
-            alive &= ~torch.isin(token, stop_t)
-            if t == max_new_tokens - 1 or not alive.any():
+            going = ~torch.isin(token, stop_t)
+            if t == max_new_tokens - 1 or not going.any():
                 break
-            mask = torch.cat([mask, (mask.new_zeros if step is not None else mask.new_ones)(mask.shape[0], 1)], dim=1)
-            # Finished rows leave the batch (and the KV cache) once they are an eighth of it:
-            # copying the cache costs more than carrying a few dead rows for a while.
-            if (~alive).sum() * 8 >= len(alive):
-                keep = alive.nonzero().squeeze(-1)
+            live, token = live[going], token[going]
+            pairs, which = torch.unique(state[live] * vocab + token, return_inverse=True)  # sorted by state
+            parent = torch.div(pairs, vocab, rounding_mode="floor")
+            fork = torch.zeros_like(parent, dtype=torch.bool)
+            fork[1:] = parent[1:] == parent[:-1]  # a state's first token keeps it, each further one forks it
+            states, forks = mask.shape[0], fork.nonzero().squeeze(-1)
+            target = parent.clone()
+            if len(forks):
+                fork_rows(cache, parent[forks])
+                target[forks] = states + torch.arange(len(forks), device=device)
+                mask, position = torch.cat([mask, mask[parent[forks]]]), torch.cat([position, position[parent[forks]]])
+                states += len(forks)
+            state[live] = target[which]
+            inputs = torch.full((states,), pad, dtype=torch.long, device=device)
+            inputs[target] = pairs - parent * vocab
+            # States no row continues leave the batch (and the cache) once they are an eighth of
+            # it: copying the cache costs more than carrying a few dead states for a while.
+            used = torch.zeros(states, dtype=torch.bool, device=device)
+            used[target] = True
+            if (~used).sum() * 8 >= states:
+                keep = used.nonzero().squeeze(-1)
                 cache.batch_select_indices(keep)
-                mask, rows, token, position, alive = mask[keep], rows[keep], token[keep], position[keep], alive[keep]
+                renumber = torch.full((states,), -1, dtype=torch.long, device=device)
+                renumber[keep] = torch.arange(len(keep), device=device)
+                state[live] = renumber[state[live]]
+                mask, position, inputs = mask[keep], position[keep], inputs[keep]
+            mask = torch.cat([mask, (mask.new_zeros if step is not None else mask.new_ones)(mask.shape[0], 1)], dim=1)
             if step is not None:
-                logits = step(token, position, mask[:, None, None, :]).float()
+                logits = step(inputs, position, mask[:, None, None, :]).float()
             else:
-                out = model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None],
+                out = model(input_ids=inputs[:, None], attention_mask=mask, position_ids=position[:, None],
                             use_cache=True, **{cache_kw: cache})
                 logits = out.logits[:, -1].float()
             position = position + 1

@@ -220,3 +220,21 @@ def test_the_plain_step_runs_qwen2_and_gives_the_model_forwards_tokens(nano):
             assert _PlainStep.build(model, _buffered_cache()) is None
     finally:
         model.eval()
+
+
+def test_rows_that_share_a_prefix_are_one_state_and_give_the_same_tokens(nano, monkeypatch):
+    """decode runs each distinct token sequence once (rows fork when their draws differ); with
+    a cache that cannot fork, each row is its own state from the start. Same completions."""
+    from transformers import DynamicCache
+
+    import qwqlab.decoding as decoding
+    model, tok = nano
+    task = ArithmeticTask(split="test")
+    prompts = [task.prompt(tok, p) for p in task.problems(5)]
+    args = dict(temperature=0.6, top_p=0.95, top_k=40, max_new_tokens=48, seed=4)
+    shared = generate(model, tok, prompts, 6, **args)
+    texts = [[g.text for g in shared if g.prompt_index == i] for i in range(5)]
+    assert any(len(set(t)) < len(t) for t in texts) and any(len(set(t)) > 1 for t in texts)  # shared and forked
+    monkeypatch.setattr(decoding, "_buffered_cache", DynamicCache)
+    apart = generate(model, tok, prompts, 6, **args)
+    assert [(g.token_ids, g.entropy) for g in shared] == [(g.token_ids, g.entropy) for g in apart]
