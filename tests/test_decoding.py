@@ -176,7 +176,7 @@ def test_decode_refuses_mismatched_keys(fake):
 
 
 def test_the_reported_entropy_is_the_policy_entropy(fake):
-    from qwqlab.grpo import shared_prefix_logprobs
+    from qwqlab.logprobs import shared_prefix_logprobs
     model, tok = fake
     task = ArithmeticTask(split="train")
     prompts = [task.prompt(tok, p) for p in task.problems(2)]

@@ -97,7 +97,8 @@ def test_train_grpo_step_equals_trl_compute_loss(nano, tmp_path, monkeypatch, ag
     import trl
 
     from qwqlab.decoding import encode_left
-    from qwqlab.grpo import GRPOConfig, completion_logprobs, compute_advantages
+    from qwqlab.grpo import GRPOConfig, compute_advantages
+    from qwqlab.logprobs import completion_logprobs
     from qwqlab.trl_bridge import to_trl_config, trl_dataset
     from qwqlab.tasks import ArithmeticTask
 
