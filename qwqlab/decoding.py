@@ -210,7 +210,7 @@ def _buffered_cache():
     """A ``DynamicCache`` whose layers write each new token's keys and values into buffers with
     spare room, instead of concatenating (a copy of the whole cache per token and layer), and
     can ``fork`` rows: append copies of some rows (``fork_rows``). Falls back to a plain
-    ``DynamicCache`` on transformers versions without cache layers (``fork_rows`` then refuses)."""
+    ``DynamicCache`` on transformers versions without cache layers (which ``can_fork`` says)."""
     from transformers import DynamicCache
 
     try:
@@ -227,7 +227,8 @@ def _buffered_cache():
                 self._used, self._rows, self._buffers = 0, key_states.shape[0], None
             q = key_states.shape[-2]
             if self._buffers is None or self._used + q > self._buffers[0].shape[-2]:
-                self._reallocate(self._rows, self._used + q, key_states)
+                need = self._used + q
+                self._reallocate(self._rows, max(need + 64, 2 * need), key_states)
             kb, vb = self._buffers
             kb[:self._rows, :, self._used:self._used + q] = key_states
             vb[:self._rows, :, self._used:self._used + q] = value_states
@@ -239,13 +240,11 @@ def _buffered_cache():
             kb, vb = self._buffers
             self.keys, self.values = kb[:self._rows, :, :self._used], vb[:self._rows, :, :self._used]
 
-        def _reallocate(self, rows, need, like):
+        def _reallocate(self, capacity, room, like):  # new buffers (capacity rows, room positions), cache copied
             _, h, _, d = like.shape
-            room = max(need + 64, 2 * need)
-            kb, vb = like.new_empty((rows, h, room, d)), like.new_empty((rows, h, room, d))
+            kb, vb = like.new_empty((capacity, h, room, d)), like.new_empty((capacity, h, room, d))
             if self._used:
-                n = min(rows, self._rows)
-                kb[:n, :, :self._used], vb[:n, :, :self._used] = self.keys[:n], self.values[:n]
+                kb[:self._rows, :, :self._used], vb[:self._rows, :, :self._used] = self.keys, self.values
             self._buffers = (kb, vb)
             self._views()
 
@@ -266,12 +265,9 @@ def _buffered_cache():
             if not self.is_initialized:
                 return
             rows, extra = self._rows, len(parents)
+            if rows + extra > self._buffers[0].shape[0]:  # room for twice the rows: forks come a few at a time
+                self._reallocate(max(rows + extra, 2 * rows), self._buffers[0].shape[2], self.keys)
             kb, vb = self._buffers
-            if rows + extra > kb.shape[0]:  # room for twice the rows: forks come a few at a time
-                shape = (max(rows + extra, 2 * rows),) + tuple(kb.shape[1:])
-                grown = (kb.new_empty(shape), vb.new_empty(shape))
-                grown[0][:rows, :, :self._used], grown[1][:rows, :, :self._used] = self.keys, self.values
-                self._buffers = kb, vb = grown
             kb[rows:rows + extra, :, :self._used] = kb[parents, :, :self._used]
             vb[rows:rows + extra, :, :self._used] = vb[parents, :, :self._used]
             self._rows = rows + extra
@@ -284,15 +280,16 @@ def _buffered_cache():
     return cache
 
 
-def fork_rows(cache, parents) -> bool:
-    """Append to every layer of a ``_buffered_cache`` a copy of the rows ``parents``; False (and
-    nothing done) for a cache that cannot."""
+def can_fork(cache) -> bool:
+    """Whether every layer of ``cache`` (a ``_buffered_cache`` after the prefill) can fork rows."""
     layers = getattr(cache, "layers", None)
-    if not layers or not all(hasattr(layer, "fork") for layer in layers):
-        return False
-    for layer in layers:
+    return bool(layers) and all(hasattr(layer, "fork") for layer in layers)
+
+
+def fork_rows(cache, parents) -> None:
+    """Append to every layer of a cache that ``can_fork`` a copy of the rows ``parents``."""
+    for layer in cache.layers:
         layer.fork(parents)
-    return True
 
 
 _DECODE_ATTENTION = "qwqlab_decode"
@@ -405,8 +402,7 @@ class _PlainStep:
         if (type(model) is not q2.Qwen2ForCausalLM or model.training or config is None
                 or getattr(config, "_attn_implementation", None) != _DECODE_ATTENTION
                 or any(t != "full_attention" for t in getattr(config, "layer_types", None) or ["full_attention"])
-                or len(model.model.layers) != config.num_hidden_layers
-                or getattr(cache, "layer_class_to_replicate", None) is None):
+                or len(model.model.layers) != config.num_hidden_layers):
             return None
         from torch.nn.modules import module as nn_module
 
@@ -525,8 +521,7 @@ def decode(model, tokenizer, prompts: list[str], keys: list[int], max_new_tokens
         # once in the KV cache and run once per step however many rows share it. The states
         # start as the distinct prompts; rows of one state that draw the same token stay one
         # state, and each other token drawn forks it (a copy of its cache rows).
-        can_fork = fork_rows(cache, expand[:0])
-        if can_fork:
+        if can_fork(cache):
             state = expand.clone()  # output row -> its state (a row of the cache)
         else:  # a cache that cannot fork: one state per row from the start
             if len(distinct) < n:

@@ -32,8 +32,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qwqlab.logprobs import (MAX_TREE_NODES, TREE_GAIN, prefix_tree, shared_prefix_logprobs, tree_attention_ok,
-                              tree_logprobs)
+from qwqlab.logprobs import prefix_tree, shared_prefix_logprobs, tree_attention_ok, tree_logprobs, tree_pays
 from qwqlab.models import prepare_for_training
 from qwqlab.rewards import reward_name, score_rewards, task_reward
 from qwqlab.runs import CheckpointError, check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, write_log
@@ -592,6 +591,8 @@ def micro_batches(batch: RolloutBatch, advantages, cfg: GRPOConfig, tree: bool =
     if cfg.micro_batch_size:
         size = cfg.micro_batch_size
         return [rows[i:i + size] for i in range(0, len(rows), size)]
+    if not rows.numel():
+        return []
 
     def split(sizes, groups):
         cuts = length_split(sizes, groups)
@@ -599,8 +600,8 @@ def micro_batches(batch: RolloutBatch, advantages, cfg: GRPOConfig, tree: bool =
         return bounds, sum((b - a) * sizes[b - 1] for a, b in bounds)
 
     lengths = batch.lengths[rows].tolist()
-    row_bounds, row_cost = split(lengths, cfg.length_buckets) if rows.numel() else ([], 0)
-    if rows.numel() and tree:
+    row_bounds, row_cost = split(lengths, cfg.length_buckets)
+    if tree:
         owners = torch.div(rows, cfg.num_generations, rounding_mode="floor")
         _, inverse = torch.unique(owners, return_inverse=True)
         _, _, depths, _ = prefix_tree(batch.completion_ids[rows], batch.completion_mask[rows], inverse)
@@ -608,7 +609,7 @@ def micro_batches(batch: RolloutBatch, advantages, cfg: GRPOConfig, tree: bool =
         order = torch.argsort(nodes, stable=True)
         tree_sizes = nodes[order].tolist()
         tree_bounds, tree_cost = split(tree_sizes, cfg.length_buckets)
-        if max(tree_sizes) <= MAX_TREE_NODES and tree_cost <= TREE_GAIN * row_cost:
+        if tree_pays(max(tree_sizes), tree_cost, row_cost):
             order = order.to(inverse.device)
             return [rows[torch.isin(inverse, order[a:b])] for a, b in tree_bounds]
     return [rows[a:b] for a, b in row_bounds if b > a]
@@ -671,7 +672,7 @@ def batch_logprobs(model, batch: RolloutBatch, rows, cfg: GRPOConfig):
     if tree_attention_ok(model):
         tree = prefix_tree(ids, mask, inverse)
         nodes = (tree[2] >= 0).sum(-1)
-        if int(nodes.max()) <= MAX_TREE_NODES and len(nodes) * int(nodes.max()) <= TREE_GAIN * len(rows) * width:
+        if tree_pays(int(nodes.max()), len(nodes) * int(nodes.max()), len(rows) * width):
             return tree_logprobs(*args, tree=tree)
     return shared_prefix_logprobs(*args)
 

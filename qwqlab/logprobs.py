@@ -15,6 +15,12 @@ MAX_TREE_NODES = 1024
 TREE_GAIN = 0.9
 
 
+def tree_pays(largest_tree: int, tree_tokens: int, row_tokens: int) -> bool:
+    """Whether the prefix-tree layout is the one to run: its largest tree within
+    ``MAX_TREE_NODES``, and its padded tokens at most ``TREE_GAIN`` of the row layout's."""
+    return largest_tree <= MAX_TREE_NODES and tree_tokens <= TREE_GAIN * row_tokens
+
+
 def completion_logprobs(model, input_ids, attention_mask, prompt_length: int, temperature: float = 1.0,
                         with_entropy: bool = False):
     """Log-probs of each completion token (and optionally the policy's entropy there).
