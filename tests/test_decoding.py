@@ -11,6 +11,8 @@ import math
 import pytest
 import torch
 
+from layouts import assert_same_generations
+
 from qwqlab.decoding import (KeyedChooser, decode, encode_left, filter_logits, generate, keyed_uniform, row_key,
                              sample_next_tokens, stop_token_ids)
 from qwqlab.rollouts import sample
@@ -195,7 +197,7 @@ def test_the_reported_entropy_is_the_policy_entropy(fake):
 def test_the_plain_step_runs_qwen2_and_gives_the_model_forwards_tokens(nano):
     """qwq-nano decodes through ``_PlainStep`` (its own one-token forward, without transformers'
     per-module machinery); a model it does not know, here the same model with a forward hook,
-    goes through the model's forward. Same tokens and entropies either way, bit for bit; the
+    goes through the model's forward. Same tokens either way, entropies within float32's tolerance; the
     comparison with transformers' generate above covers the plain step too."""
     import copy
     from qwqlab.decoding import _DECODE_ATTENTION, _buffered_cache, _DecodeAttention, _PlainStep
@@ -211,7 +213,7 @@ def test_the_plain_step_runs_qwen2_and_gives_the_model_forwards_tokens(nano):
     prompts = [task.prompt(tok, p) for p in task.problems(6)]
     a = generate(model, tok, prompts, 4, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=48, seed=2)
     b = generate(hooked, tok, prompts, 4, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=48, seed=2)
-    assert [(g.token_ids, g.entropy) for g in a] == [(g.token_ids, g.entropy) for g in b]
+    assert_same_generations(a, b)  # another layout: same tokens, entropies within fp32's tolerance
     assert len({g.num_tokens for g in a}) > 1  # rows left the batch at different steps
     handle.remove()
     model.train()  # dropout may act: the plain step is for inference only
@@ -237,4 +239,4 @@ def test_rows_that_share_a_prefix_are_one_state_and_give_the_same_tokens(nano, m
     assert any(len(set(t)) < len(t) for t in texts) and any(len(set(t)) > 1 for t in texts)  # shared and forked
     monkeypatch.setattr(decoding, "_buffered_cache", DynamicCache)
     apart = generate(model, tok, prompts, 6, **args)
-    assert [(g.token_ids, g.entropy) for g in shared] == [(g.token_ids, g.entropy) for g in apart]
+    assert_same_generations(shared, apart)  # other batch shapes: same tokens, entropies within tolerance
