@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 FIGURES ?= figures
 PYTEST_ARGS ?=
 
-.PHONY: figures test test-kernels test-latest lock lab venv browser sandbox clean nano benchmarks
+.PHONY: figures test lint test-kernels test-latest lock lab venv browser sandbox clean nano benchmarks
 
 # The versions come from constraints.txt (exact pins, so a new release cannot break a fresh
 # clone between two runs); pyproject.toml keeps ranges for installing qwqlab elsewhere.
@@ -84,6 +84,9 @@ test-kernels: venv
 		i=$$((i+1)); \
 	done
 	$(PY) scripts/kernel_fingerprint.py --compare build/kernels/fp-*.json
+
+lint: venv  ## ruff (errors only: pyflakes and syntax; settings in pyproject.toml)
+	$(VENV)/bin/ruff check qwqlab tests scripts benchmarks
 
 lab: venv  ## JupyterLab on notebooks/
 	$(VENV)/bin/jupyter lab notebooks/
