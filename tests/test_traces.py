@@ -17,8 +17,8 @@ from tokenizers import Tokenizer
 
 from qwqlab import lengths as L
 from qwqlab.paths import data_dir
-from qwqlab.traces import (MODELS, SPLITS, TraceFileError, grade_answer, load_mip_traces, load_traces,
-                           thinking_efficiency)
+from qwqlab.trace_files import TraceFileError, grade_answer, load_traces
+from qwqlab.traces import MODELS, SPLITS, load_mip_traces, thinking_efficiency
 
 
 @pytest.fixture(scope="module")
