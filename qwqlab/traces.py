@@ -131,6 +131,33 @@ def overview(traces: pd.DataFrame) -> pd.DataFrame:
         judge_says_correct=("judge_label", lambda s: (s == 1).mean())).reset_index()
 
 
+def judge_agreement(traces: pd.DataFrame, verdicts=None, by=("model", "split")) -> pd.DataFrame:
+    """How often a grader agrees with the source's judge, per group (the data card's agreement table).
+
+    A row agrees when the grader says correct (1.0) exactly where the judge says correct
+    (``judge_label == 1``); a grader's 0.0, and a ``None``/NaN (cannot be judged), agree with the
+    judge's 2 (wrong) and 0 (says the question lacks information).
+
+    Args:
+        traces: ``load_mip_traces()`` (or the rows of it to measure).
+        verdicts: one grader's verdicts, aligned with ``traces`` (default its ``correct``:
+            qwqlab's grader); ``scripts/measure_grader_agreement.py`` passes another grader's.
+        by: the grouping columns (``"model"`` alone: all of a model's rows).
+
+    Returns:
+        One row per group: ``rows``, ``agreement`` (share of rows that agree), ``grader_correct``
+        and ``judge_correct`` (shares each says correct).
+    """
+    v = traces["correct"] if verdicts is None else pd.Series(list(verdicts), index=traces.index, dtype=float)
+    df = traces[list([by] if isinstance(by, str) else by)].copy()
+    df["grader_correct"] = (v == 1.0).astype(float)
+    df["judge_correct"] = (traces["judge_label"] == 1).astype(float)
+    df["agreement"] = (df["grader_correct"] == df["judge_correct"]).astype(float)
+    return df.groupby(list([by] if isinstance(by, str) else by), observed=True).agg(
+        rows=("agreement", "size"), agreement=("agreement", "mean"), grader_correct=("grader_correct", "mean"),
+        judge_correct=("judge_correct", "mean")).reset_index()
+
+
 # ----------------------------------------------------------------------------- candidate answers
 
 _ANSWER_IS = re.compile(r"\banswer\s+(?:is|should\s+be|would\s+be|must\s+be|=|:)\s*:?\s*", re.IGNORECASE)
