@@ -391,7 +391,8 @@ _EQUALS_SIGN = re.compile(r"(?<![<>!=\\])=(?!=)|\\approx")
 _FILLER = re.compile(r"^(?:(?:approximately|approx\.?|about|around|roughly|exactly|just|only|nearly|so|thus"
                      r"|therefore|hence|then)\b[\s,:]*|\\approx\s*|~\s*)+", re.IGNORECASE)
 # plain words after a number or a closing brace: a unit ("200 feet", "4.90 USD/hour", "12 square units")
-_UNIT_WORDS = re.compile(r"(?<=[\d}%])\s+(?:[A-Za-z]{2,}(?:[/^.]?[A-Za-z0-9]*)\s*)+$")
+# (one way to match each text: words need a space between them, a word's parts a "/", "^" or ".")
+_UNIT_WORDS = re.compile(r"(?<=[\d}%])(?:\s+[A-Za-z]{2,}(?:[/^.][A-Za-z0-9]+)*)+\s*$")
 _PLAIN_WORD = re.compile(r"(?<![\\\w])[A-Za-z]{2,}")
 _OR = re.compile(r"\s+or\s+|\s*\\text\{\s*or\s*\}\s*")
 
@@ -426,7 +427,7 @@ def answer_only_rules(text: str) -> tuple[str, str] | None:
     >>> answer_only_rules("**x = -24**")
     ('bold', '-24')
     """
-    text = unicode_math(text or "")[-3000:].strip()
+    text = unicode_math((text or "")[-3000:]).strip()  # the end of the answer: its last 3,000 characters
     if not text:
         return None
     stated = list(_STATED.finditer(text))
@@ -445,7 +446,8 @@ def answer_only_rules(text: str) -> tuple[str, str] | None:
     if bold and _value(bold[-1]):
         return "bold", _value(bold[-1])
     sentence = _MATH_DELIMITERS.sub(" ", _final_sentence(text)).replace("$", " ")
-    if _EQUALS_SIGN.search(sentence) and not _is_sentence(_bare(_EQUALS_SIGN.split(_CLAUSE.split(sentence)[-1])[-1])):
+    if (_EQUALS_SIGN.search(sentence) and _value(sentence)
+            and not _is_sentence(_bare(_EQUALS_SIGN.split(_CLAUSE.split(sentence)[-1])[-1]))):
         return "final equation", _value(sentence)
     last = _last_value(text)
     return ("last value", last) if last else None
@@ -475,19 +477,20 @@ def _last_value(text: str) -> str | None:
                 best, best_end = _value(inner), m.end()
     numbers = list(_NUMBER.finditer(masked))
     if numbers and numbers[-1].end() > best_end:
-        best = _value(numbers[-1].group())
+        best = _value(numbers[-1].group(), whole=True)
     return best
 
 
-def _value(text: str) -> str:
-    """A stated answer reduced to its value (see ``answer_only_rules``); ``""`` if nothing is left."""
+def _value(text: str, whole: bool = False) -> str:
+    """A stated answer reduced to its value (see ``answer_only_rules``); ``""`` if nothing is left.
+    ``whole``: ``text`` is one number or term already (never searched again for a last value)."""
     v = _MATH_DELIMITERS.sub(" ", unicode_math(text)).replace("\\$", "").replace("$", "").replace("`", "")
     v = v.strip().rstrip(".,;:!").strip()
     if _OR.search(v):  # several candidates: the list of their values
         return ", ".join(filter(None, (_value(part) for part in _OR.split(v))))
     v = _CLAUSE.split(v)[-1]
     v = _bare(_EQUALS_SIGN.split(v)[-1])
-    if _is_sentence(v):  # more than a value: its last value
+    if not whole and _is_sentence(v):  # more than a value: its last value
         inner = _last_value(v)
         return inner if inner and inner != v else ("" if re.search(r"\d", v) else v)
     return v

@@ -149,3 +149,30 @@ def test_the_rules_apply_only_to_answer_only_outputs():
     assert grading.extract_answer("The answer is 5.", prompt_opens_think=True) is None  # truncated thinking
     assert grading.extract_answer("The answer is 5.", prompt_opens_think=False) == "5"
     assert grading.answer_only_rules("") is None and grading.answer_only_rules("No numbers here.") is None
+
+
+PATHOLOGICAL = [
+    "5 " + "ab" * 3000 + "#",                   # a long word after a number (a unit regex could backtrack)
+    "5 " + "ab " * 1500 + "#",
+    "\\(" * 1500, "\\[" * 1500, "$1 " * 1000, "**a" * 1000, "the answer is " * 250,
+    "= " * 1500, "\\frac{" * 600, " or " * 700, "1," * 1500, "\\frac{ab}{cd} " * 200,
+]
+
+
+def test_hostile_endings_are_read_fast_and_never_raise():
+    """The rules are regexes over the last 3,000 characters: each ending, and 200 random ones built
+    from the tokens the rules look for, is read in well under a second (tiny: the whole set runs in
+    about a second on 2 cores)."""
+    import random
+    import time
+
+    tokens = ["5", " ", "ab", "=", "\\(", "\\)", "\\[", "\\]", "$", "**", ".", ",", " or ", "the answer is ", "\n",
+              "\n\n", "\\frac{", "}", "{", "−", "²", "√", "π", "feet", "%", "/", "^", "Final Answer\n", "⇒", ":",
+              "-", "1.5", "x", "\\text{", "approximately "]
+    rng = random.Random(0)
+    texts = PATHOLOGICAL + ["".join(rng.choice(tokens) for _ in range(rng.randint(10, 1500))) for _ in range(200)]
+    for text in texts:
+        start = time.perf_counter()
+        found = grading.answer_only_rules(text)
+        assert time.perf_counter() - start < 0.5, text[:80]
+        assert found is None or (found[0] in ("stated", "bold", "final equation", "last value") and found[1])
