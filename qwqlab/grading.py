@@ -3,9 +3,11 @@
 Every path that grades maths goes through ``answers_match`` here: the accuracy and
 length-aware rewards (``qwqlab.rewards``), ``MathTask.grade``, ``load_traces`` and the traces
 module, and maj@k's clustering of equivalent answers (``answers_equal``). One extraction policy
-(``extract_answer``: the last ``\\boxed{}`` of the answer wins; without a box, a final "the
-answer is X"), one normaliser (``normalise``: thin spaces, ``\\left``/``\\right``, degrees,
-``\\$``, ``\\text{}``/``\\mbox{}`` units, thousands separators), and one timeout policy.
+(``extract_answer``: the last ``\\boxed{}`` of the answer wins, truncated thinking has no answer;
+an answer-only output without a box is read by ``answer_only_rules``: a stated answer, a bold
+answer, a final equation, the last value), one normaliser (``normalise``: Unicode maths via
+``unicode_math``, thin spaces, ``\\left``/``\\right``, degrees, ``\\$``, ``\\text{}``/``\\mbox{}``
+units, thousands separators), and one timeout policy.
 
 Timeout policy (never hangs, in the main thread or any other): answers shaped like a sympy
 trap (towers of powers, huge numbers, deep nesting, longer than ``MAX_MATH_VERIFY_CHARS``)
@@ -405,8 +407,9 @@ def answer_only_rules(text: str) -> tuple[str, str] | None:
     1. ``stated``: the last "the answer is X", "final answer is X", "Answer: X" (bold
        ``**Answer:**`` too), or a "Final Answer" line followed by X. X runs to the end of its
        sentence or line, or is the display block (``\\[...\\]``) that follows.
-    2. ``bold``: the last ``**X**`` in the final paragraph, unless it is a label (``**Step 3:**``).
-       Answer-only chat models mark their answer this way ("facing **east**").
+    2. ``bold``: the last ``**X**`` in the final paragraph that holds a digit or LaTeX, or ends
+       the text; not a label (``**Step 3:**``) or emphasis ("the **total cost** is 42").
+       Answer-only chat models mark their answer this way ("facing **east**.", "**x = -24**").
     3. ``final equation``: the final sentence ends with an equation ``X = value`` ("θ = 90°.",
        "w = 6 − 5i.", "so y = 2x + 1 = 7."): the value after its last ``=``.
     4. ``last value``: the last number or inline/display maths holding a digit, whichever
@@ -442,7 +445,10 @@ def answer_only_rules(text: str) -> tuple[str, str] | None:
         if _value(value):
             return "stated", _value(value)
     paragraph = re.split(r"\n\s*\n", text)[-1]
-    bold = [m.group(1) for m in _BOLD.finditer(paragraph) if not m.group(1).rstrip().endswith(":")]
+    # a label ("**Step 3:**") is not an answer, nor is emphasis ("the **total cost** is 42"): a bold
+    # answer holds a digit or LaTeX, or ends the text ("facing **east**.")
+    bold = [m.group(1) for m in _BOLD.finditer(paragraph) if not m.group(1).rstrip().endswith(":") and (
+        re.search(r"[\d\\]", m.group(1)) or re.fullmatch(r"[\s.!?)]*", paragraph[m.end():]))]
     if bold and _value(bold[-1]):
         return "bold", _value(bold[-1])
     sentence = _MATH_DELIMITERS.sub(" ", _final_sentence(text)).replace("$", " ")

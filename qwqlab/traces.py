@@ -102,7 +102,8 @@ def load_mip_traces(path: str | Path | None = None, markers: Iterable[str] | Non
             ``gold_answer``), next to the source's ``judge_label``. The answer is read as
             ``load_traces`` reads one (``grading.extract_answer``): the last ``\\boxed{}`` after
             the thinking; for a model that writes no thinking (Qwen2.5-32B-Instruct), an
-            unboxed final "the answer is X" too.
+            unboxed answer too (``grading.answer_only_rules``). ``judge_agreement`` measures
+            how often that agrees with the judge.
 
     Returns:
         The file's columns (see ``data/traces/README.md``) plus the ones above; ``model`` and

@@ -93,7 +93,9 @@ class MathTask:
         path: a local ``.jsonl``/``.json``/``.parquet`` file with ``problem``/``answer`` fields.
         download: allow fetching ``SOURCES[name]`` through ``datasets`` when no local file is found.
         prompt_opens_think: the model's prompt opens the thinking (QwQ, R1 distills, qwq-nano);
-            False for answer-only models, whose unboxed "the answer is X" is then read too.
+            False for answer-only models, whose unboxed answers are then read too
+            (``grading.answer_only_rules``: "the answer is X", a bold answer, a final equation,
+            the last value).
     """
     name: str = "math500"
     path: str | Path | None = None
@@ -170,7 +172,8 @@ class MathTask:
 
     def extract_answer(self, completion: str) -> str | None:
         """The answer by qwqlab's one policy (``grading.extract_answer``): the last ``\\boxed{}``
-        after the thinking, else a final "the answer is X"; ``None`` if truncated or none."""
+        after the thinking; for an answer-only output, ``grading.answer_only_rules`` without a
+        box; ``None`` if truncated or none."""
         return extract_answer(completion, self.prompt_opens_think)
 
     def judge(self, completion: str, problem: Problem) -> tuple[float | None, str]:
