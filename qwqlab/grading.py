@@ -381,6 +381,9 @@ def extract_answer(completion: str, prompt_opens_think: bool = True) -> str | No
 _STATED = re.compile(r"\b(?:final\s+answer|answer)(?:\s+is\b|\s*[:=])\s*:?|\bfinal\s+answer\s*\n", re.IGNORECASE)
 # where a value stated in a sentence ends: a line end, a full stop, "; ", ", so" / "because" ...
 _VALUE_END = re.compile(r"\n|\.(?=\s|$)|;\s|,\s+(?:so|which|because|since|as|and)\b|\s(?:because|since|which)\b")
+# "the answer is correct / not ... / as follows": a remark about the answer, not one
+_VERDICT_WORD = re.compile(r"(?:correct|incorrect|right|wrong|not|consistent|reasonable|valid|verified|indeed"
+                           r"|as follows|below|above|that|this|given|found)\b", re.IGNORECASE)
 _DISPLAY = re.compile(r"\\\[(.+?)\\\]|\$\$(.+?)\$\$", re.DOTALL)
 _INLINE = re.compile(r"\\\((.+?)\\\)|(?<![\\$])\$([^$\n]+?)(?<!\\)\$")
 # a number ("-1,234.5", "3/4", "25%"), or maths written in the text: "3\sqrt{2}", "16\pi", "\frac{5}{2}"
@@ -406,7 +409,8 @@ def answer_only_rules(text: str) -> tuple[str, str] | None:
 
     1. ``stated``: the last "the answer is X", "final answer is X", "Answer: X" (bold
        ``**Answer:**`` too), or a "Final Answer" line followed by X. X runs to the end of its
-       sentence or line, or is the display block (``\\[...\\]``) that follows.
+       sentence or line, or is the display block (``\\[...\\]``) that follows. A remark about
+       the answer ("the answer is correct", "... is as follows") states none.
     2. ``bold``: the last ``**X**`` in the final paragraph that holds a digit or LaTeX, or ends
        the text; not a label (``**Step 3:**``) or emphasis ("the **total cost** is 42").
        Answer-only chat models mark their answer this way ("facing **east**.", "**x = -24**").
@@ -442,7 +446,7 @@ def answer_only_rules(text: str) -> tuple[str, str] | None:
         else:
             stop = _VALUE_END.search(rest)
             value = rest[:stop.start()] if stop else rest
-        if _value(value):
+        if _value(value) and not _VERDICT_WORD.match(value.strip(" *:")):
             return "stated", _value(value)
     paragraph = re.split(r"\n\s*\n", text)[-1]
     # a label ("**Step 3:**") is not an answer, nor is emphasis ("the **total cost** is 42"): a bold

@@ -61,6 +61,8 @@ TABLE = [
      "a decimal approximation is not the exact answer 1/3"),
     ("Thus the final answer is: **5 apples**.", "5", 1.0, "stated",
      "bold markers and a unit in words are not part of the value"),
+    ("So x = 5.\n\nSubstituting back, we see that the answer is correct.", "5", 1.0, "last value",
+     "'the answer is correct' is a remark about the answer, not a stated value"),
     ("The answer cannot be determined from the information given.", "5", 0.0, "-",
      "no value is stated (an abstention), so there is no answer"),
     # --- a value in the final sentence: units, percentages, currency, Unicode, LaTeX
