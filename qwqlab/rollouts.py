@@ -431,8 +431,9 @@ def _count_tokens(tokenizer, text: str) -> int | None:
 
 def _make_row(c: Completion | TextCompletion, problem: Problem, sample_index: int, prompt: str, tokenizer, task,
               think_close_id: int | None, settings: dict) -> dict:
-    if isinstance(c, TextCompletion):  # a server's text: no token ids, so the parts are counted as texts
-        text, ids = c.text, None
+    if isinstance(c, TextCompletion):  # a server's text: its ids are the text re-tokenized, where a tokenizer is given
+        text = c.text
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"] if tokenizer is not None else None
     else:
         text, ids = tokenizer.decode(c.token_ids, skip_special_tokens=False), c.token_ids
     parts = split_think(text)
