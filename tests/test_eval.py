@@ -20,6 +20,12 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs" / "experiments"
 
 
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*_eval.yaml")), ids=lambda p: p.stem)
+def test_every_eval_file_loads(path):
+    cfg = load_eval_config(path)
+    assert cfg.path == str(path) and cfg.backend in ("hf", "vllm", "openai")
+
+
 def test_the_shipped_eval_configs_parse():
     nano = load_eval_config(CONFIGS / "nano_eval.yaml")
     assert nano.backend == "hf" and nano.model == "qwq-nano" and nano.build_task().name == "arithmetic"

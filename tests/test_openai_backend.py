@@ -11,6 +11,7 @@ an accepted field (422), so these tests send top_k=None.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -257,3 +258,23 @@ def test_429_and_5xx_are_retried_with_backoff(fake, retries, ok):
         assert sent["model"] == "m" and "seed" in sent and "n" not in sent
     finally:
         flaky.httpd.shutdown()
+
+
+@pytest.mark.slow  # a real server (shared with the tests above)
+def test_qwqlab_eval_through_the_server(server, tmp_path):
+    """`qwqlab eval` with backend openai: the same row machinery, the server's model id, grader and protocol named."""
+    from qwqlab.cli import main
+
+    config = tmp_path / "served_eval.yaml"
+    config.write_text(
+        f"model: {NANO}\nname: qwq-nano\ntokenizer: {NANO}\ntask: arithmetic\ntask_args: {{split: test}}\n"
+        "num_problems: 2\nbackend: openai\n"
+        "sampling: {num_generations: 2, temperature: 0.0, top_k: null, max_new_tokens: 96}  # tiny, greedy\n"
+        f"openai: {{base_url: '{server.base_url}', endpoint: chat, concurrency: 2, max_retries: 1}}\n"
+        f"out: {tmp_path / 'served.jsonl'}\n")
+    assert main(["eval", str(config), "--quiet"]) == 0
+    row = json.loads((tmp_path / "served.result.json").read_text())
+    assert row["backend"] == "openai" and row["model"] == "qwq-nano (this lab, k=2)"
+    assert "backend openai" in row["protocol"] and "temperature 0," in row["protocol"]
+    table = pd.read_json(tmp_path / "served.jsonl", lines=True)
+    assert len(table) == 4 and set(table["backend"]) == {"openai"} and table["think_tokens"].notna().all()
