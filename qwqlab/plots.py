@@ -347,7 +347,6 @@ def plot_lab_against_published(pairs, title: str = "This lab's evaluations again
     published figure is written as such, not drawn as zero.
     """
     import matplotlib.pyplot as plt
-    import plotly.graph_objects as go  # noqa: F401
     from plotly.subplots import make_subplots
 
     n = max(1, len(pairs))

@@ -14,7 +14,7 @@ import pytest
 from qwqlab import results
 from qwqlab.config import ConfigError, load_eval_config
 from qwqlab.evaluation import QWQ_PROTOCOL, eval_row
-from qwqlab.tasks import ArithmeticTask, Problem
+from qwqlab.tasks import ArithmeticTask
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs" / "experiments"
