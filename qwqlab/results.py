@@ -226,6 +226,8 @@ def nano_results(model_dir: str | Path | None = None) -> pd.DataFrame:
     rows = [{"model": "qwq-nano", "benchmark": "arithmetic (held-out)", "metric": "pass@1",
              "score": 100 * m["accuracy"], "params_total_b": params / 1e9 if params else math.nan,
              "source": "this lab: qwq-nano's model card (measured.json)",
+             "grader": "qwqlab.grading via the arithmetic task's judge (qwqlab.nano.measure)",
+             "protocol": f"one sample per problem at temperature {m.get('temperature')}, seed {m.get('seed')}",
              "note": f"temperature {m.get('temperature')}, {m.get('num_problems')} problems"}]
     return pd.DataFrame(rows)
 
@@ -257,6 +259,8 @@ def trace_results(traces: pd.DataFrame | None = None, split: str = "normal", con
         rows.append({"model": f"{model} (this lab)", "benchmark": TRACES_BENCHMARK, "metric": "pass@1",
                      "score": 100 * correct.mean(), "ci_low": 100 * low, "ci_high": 100 * high, "n": len(correct),
                      "source": "this lab: qwqlab's grader on data/traces/mip_math52.jsonl.gz",
+                     "grader": "qwqlab.grading (load_mip_traces' correct column)",
+                     "protocol": f"one recorded response per problem ({split} split), sampled by the trace's source",
                      "note": (f"one recorded response per problem ({split} split), {len(correct)} MATH problems, "
                               f"{confidence:.0%} bootstrap CI; the source's GPT-4o judge says {100 * judge:.1f}%")})
     return pd.DataFrame(rows)
