@@ -357,11 +357,16 @@ class OpenAIBackend:
         per = self.settings.samples_per_request
         units = [rows[i:i + per] for rows in _requests(groups) for i in range(0, len(rows), per)]
         result = [None] * len(prompts)
-        with ThreadPoolExecutor(max_workers=min(self.settings.concurrency, len(units))) as pool:
+        pool = ThreadPoolExecutor(max_workers=min(self.settings.concurrency, len(units)))
+        try:
             futures = [pool.submit(self._one_request, prompts[rows[0]], [keys[r] for r in rows]) for rows in units]
             for rows, fut in zip(units, futures):
                 for r, c in zip(rows, fut.result()):
                     result[r] = c
+        except BaseException:  # a failed request or Ctrl-C: send nothing more (the batch is sampled again on resume)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         return result
 
 

@@ -104,6 +104,13 @@ def _eval(args):
     from qwqlab.evaluation import run_eval
 
     cfg = load_eval_config(args.config)
+    if args.backend and args.backend != cfg.backend:
+        from dataclasses import replace
+        if (cfg.vllm and args.backend != "vllm") or (cfg.openai and args.backend != "openai"):
+            print(f"qwqlab: {args.config} has {cfg.backend} settings; --backend {args.backend} would drop them. "
+                  "Edit backend: in the file instead.", file=sys.stderr)
+            return 2
+        cfg = replace(cfg, backend=args.backend)
     row = run_eval(cfg, shard=args.shard, overwrite=args.overwrite, grade_only=args.grade_only,
                    progress=not args.quiet)
     if row is None:
@@ -178,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "notebook 06 draws beside the published row. backend: hf, vllm or openai (any "
                        "OpenAI-compatible server; openai: base_url, api_key_env, endpoint ...).")
     e.add_argument("config", help="an evaluation file (see configs/experiments/*_eval.yaml)")
+    e.add_argument("--backend", choices=("hf", "vllm", "openai"), default=None,
+                   help="override the file's backend: (openai: an OpenAI-compatible server, settings under openai:)")
     e.add_argument("--shard", default=None, metavar="I/N", help="sample only problems I, I+N, ... (then --grade-only)")
     e.add_argument("--grade-only", action="store_true", help="grade the rollouts already sampled (all shards) and write the row")
     e.add_argument("--overwrite", action="store_true", help="sample out: afresh instead of continuing it")

@@ -137,3 +137,23 @@ def test_qwqlab_eval_on_qwq_nano_end_to_end(tmp_path, capsys):
     assert main(["eval", str(config), "--grade-only", "--quiet"]) == 0
     again = json.loads((tmp_path / "r.result.json").read_text())
     assert again["score"] == row["score"] and again["ci_low"] == row["ci_low"]
+
+
+@pytest.mark.slow
+def test_qwqlab_eval_in_shards_then_grade_only(tmp_path, capsys):
+    """Two machines' shards (--shard I/2), then --grade-only: one row over every problem, no row from a shard."""
+    from qwqlab.cli import main
+
+    config = tmp_path / "sharded_eval.yaml"
+    config.write_text(f"model: qwq-nano\ntask: arithmetic\ntask_args: {{split: test}}\nnum_problems: 3\n"
+                      f"sampling: {{num_generations: 4, max_new_tokens: 96}}  # tiny, for speed\n"
+                      f"out: {tmp_path / 's.jsonl'}\n")
+    for i in (0, 1):
+        assert main(["eval", str(config), "--shard", f"{i}/2", "--quiet"]) == 0
+    assert "--grade-only" in capsys.readouterr().out and not (tmp_path / "s.result.json").exists()
+    assert sorted(p.name for p in tmp_path.glob("s.shard-*")) == ["s.shard-0-of-2.jsonl", "s.shard-1-of-2.jsonl"]
+    assert main(["eval", str(config), "--grade-only", "--quiet"]) == 0
+    row = json.loads((tmp_path / "s.result.json").read_text())
+    assert row["n"] == 3 and row["num_samples"] == 12 and row["seconds"] is None
+    with pytest.raises(SystemExit):
+        main(["eval", str(config), "--backend", "tgi"])
