@@ -79,7 +79,7 @@ def eval_row(table, task, name: str, benchmark: str, settings: dict, backend: st
 
 def _load(cfg, backend: str, progress: bool):
     """(model, tokenizer) for the backend: weights here (hf), a vllm.LLM, or a served model id (openai)."""
-    from qwqlab.models import _load_tokenizer, load_model, resolve_model_path
+    from qwqlab.models import load_model, load_tokenizer, resolve_model_path
 
     if backend == "hf":
         return load_model(cfg.model, bits=cfg.bits, verbose=progress)
@@ -91,7 +91,7 @@ def _load(cfg, backend: str, progress: bool):
                               "there, or use backend openai against a server.") from e
         seed = cfg.sampling.get("seed", 0) or 0
         return vllm.LLM(model=resolve_model_path(cfg.model), seed=seed, **cfg.vllm), None
-    tok = _load_tokenizer(resolve_model_path(cfg.tokenizer), trust_remote_code=False) if cfg.tokenizer else None
+    tok = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
     return cfg.model, tok  # the id the server knows the model by
 
 
