@@ -93,3 +93,19 @@ def test_a_file_created_by_the_run_is_locked_by_inode_once_it_exists(fake, task,
     finally:
         store.unlock()
     RolloutStore(tmp_path / "later.jsonl").lock()  # released with the writer
+
+
+def test_a_server_s_rows_without_a_tokenizer_keep_missing_counts_missing(task):
+    """backend='openai' with no tokenizer: usage gives completion_tokens; think/answer counts stay <NA>, not 0."""
+    from qwqlab.backends import TextCompletion
+    from qwqlab.rollouts import _make_row, to_frame
+
+    problem = task.problems(1)[0]
+    done = TextCompletion(f"...\n</think>\n\nThe answer is \\boxed{{{problem.answer}}}.", 17, "stop", "...")
+    cut = TextCompletion("1+2=", None, "length", "1+2=")
+    rows = [_make_row(c, problem, i, "[]", None, task, None, {"backend": "openai"}) for i, c in enumerate([done, cut])]
+    df = to_frame(rows)
+    assert str(df["think_tokens"].dtype) == "Int64" and df["think_tokens"].isna().all()
+    assert df["completion_tokens"].tolist()[0] == 17 and pd.isna(df["completion_tokens"].tolist()[1])
+    assert df["correct"].tolist() == [1.0, 0.0] and df["is_truncated"].tolist() == [False, True]
+    assert df["thinking"].tolist() == ["...", "1+2="] and pd.isna(df["extracted_answer"].tolist()[1])
