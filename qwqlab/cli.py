@@ -170,8 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "resumable .jsonl/.parquet table. With --shard I/N, N machines write disjoint files "
                        "(OUT.shard-I-of-N.jsonl) that qwqlab.launch.read_shards(OUT) reads as one table.")
     s.add_argument("config", help="a sampling file (see configs/)")
-    s.add_argument("--backend", choices=("hf", "vllm"), default="hf",
-                   help="hf: qwqlab's decoder, transformers models on any device; vllm: vLLM on CUDA GPUs (vllm: settings passed to vllm.LLM)")
+    s.add_argument("--backend", choices=("hf", "vllm", "openai"), default="hf",
+                   help="hf: qwqlab's decoder, transformers models on any device; vllm: vLLM on CUDA GPUs (vllm: settings "
+                   "passed to vllm.LLM); openai: any OpenAI-compatible server (openai: base_url, api_key_env, endpoint ...)")
     s.add_argument("--shard", default=None, metavar="I/N", help="this machine's share: problems I, I+N, ... (0 <= I < N)")
     s.add_argument("--resume", action="store_true", help="continue this shard's file where a killed run left it")
     s.add_argument("--quiet", action="store_true", help="no progress bar")

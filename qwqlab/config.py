@@ -16,7 +16,8 @@ knobs under ``grpo:`` with the same names as ``qwqlab.grpo.GRPOConfig``::
 
 A sampling file has ``model``, ``task``, ``task_args``, ``num_problems``, ``bits`` and the
 settings of ``qwqlab.rollouts.sample`` under ``sampling:``, vLLM's engine arguments
-(``tensor_parallel_size``, ...) under ``vllm:``, and ``out`` (a ``.jsonl`` or ``.parquet``
+(``tensor_parallel_size``, ...) under ``vllm:``, an OpenAI-compatible server's settings under
+``openai:`` (``qwqlab.backends.ServerSettings``; with ``--backend openai``), and ``out`` (a ``.jsonl`` or ``.parquet``
 file; with ``--shard I/N`` each shard writes its own file next to it).
 
 Keys that are not known are refused with their names, so a typo never silently falls back
@@ -171,6 +172,8 @@ class SampleConfig:
     num_problems: int = 20
     sampling: dict = field(default_factory=dict)
     vllm: dict = field(default_factory=dict)  # passed to vllm.LLM: tensor_parallel_size, gpu_memory_utilization ...
+    openai: dict = field(default_factory=dict)  # --backend openai: qwqlab.backends.ServerSettings (base_url ...)
+    tokenizer: str | None = None  # --backend openai: the served model's tokenizer (token counts), optional
     out: str = "rollouts.jsonl"
 
     def build_task(self):
@@ -191,9 +194,24 @@ def load_sample_config(path) -> SampleConfig:
     out = str(raw.get("out", "rollouts.jsonl"))
     if not out.endswith((".jsonl", ".parquet")):
         raise ConfigError(f"{where}: out must be a .jsonl or .parquet file, not {out!r}")
-    for key in ("task_args", "sampling", "vllm"):  # an empty section in YAML reads as None
+    for key in ("task_args", "sampling", "vllm", "openai"):  # an empty section in YAML reads as None
         raw[key] = raw.get(key) or {}
+    _check_server(where, raw["openai"])
     return SampleConfig(**raw)
+
+
+def _check_server(where: str, server: dict) -> None:
+    """An ``openai:`` section: ``qwqlab.backends.ServerSettings`` fields, and never the key itself."""
+    from qwqlab.backends import ServerSettings
+
+    if "api_key" in server:  # a key in a file ends up in a repository or a log
+        raise ConfigError(f"{where}: openai: api_key is not read from a file; put the key in an environment "
+                          "variable and name it with api_key_env (default OPENAI_API_KEY)")
+    _refuse_unknown(f"{where}: openai", server, [f.name for f in fields(ServerSettings)])
+    try:
+        ServerSettings(**server)
+    except ValueError as e:
+        raise ConfigError(f"{where}: openai: {e}") from e
 
 
 @dataclass
@@ -235,7 +253,7 @@ class EvalConfig:
 
 def load_eval_config(path) -> EvalConfig:
     """Read and check an evaluation file (``configs/experiments/*_eval.yaml``; see ``EvalConfig``)."""
-    from qwqlab.backends import BACKENDS, ServerSettings
+    from qwqlab.backends import BACKENDS
     from qwqlab.tasks import TASKS
 
     where = str(path)
@@ -255,14 +273,7 @@ def load_eval_config(path) -> EvalConfig:
         raise ConfigError(f"{where}: the vllm: settings need backend: vllm")
     if raw["openai"] and backend != "openai":
         raise ConfigError(f"{where}: the openai: settings need backend: openai")
-    if "api_key" in raw["openai"]:  # a key in a file ends up in a repository or a log
-        raise ConfigError(f"{where}: openai: api_key is not read from a file; put the key in an environment "
-                          "variable and name it with api_key_env (default OPENAI_API_KEY)")
-    _refuse_unknown(f"{where}: openai", raw["openai"], [f.name for f in fields(ServerSettings)])
-    try:
-        ServerSettings(**raw["openai"])
-    except ValueError as e:
-        raise ConfigError(f"{where}: openai: {e}") from e
+    _check_server(where, raw["openai"])
     n = raw.get("num_problems")
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ConfigError(f"{where}: num_problems must be an integer >= 1, or null for all of the task's problems")

@@ -278,3 +278,18 @@ def test_qwqlab_eval_through_the_server(server, tmp_path):
     assert "backend openai" in row["protocol"] and "temperature 0," in row["protocol"]
     table = pd.read_json(tmp_path / "served.jsonl", lines=True)
     assert len(table) == 4 and set(table["backend"]) == {"openai"} and table["think_tokens"].notna().all()
+
+
+@pytest.mark.slow  # a real server (shared with the tests above)
+def test_qwqlab_sample_with_backend_openai(server, tmp_path, capsys):
+    from qwqlab.cli import main
+
+    config = tmp_path / "served_sample.yaml"
+    config.write_text(f"model: {NANO}\ntask: arithmetic\nnum_problems: 2\n"
+                      "sampling: {num_generations: 1, temperature: 0.0, top_k: null, max_new_tokens: 96}  # tiny\n"
+                      f"openai: {{base_url: '{server.base_url}', endpoint: chat}}\nout: {tmp_path / 's.jsonl'}\n")
+    assert main(["sample", str(config), "--backend", "openai", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows"] == 2 and summary["backend"] == "openai"
+    table = pd.read_json(tmp_path / "s.jsonl", lines=True)
+    assert set(table["model"]) == {"qwq-nano"} and table["think_tokens"].isna().all()  # no tokenizer named
