@@ -653,3 +653,11 @@ def load_model_or_fallback(choice: ModelChoice | str | None = None, bits: int | 
     fallback = ModelChoice(NANO, None, f"fallback: {choice.name} could not be loaded ({why})", None,
                            choice.hardware)
     return model, tok, fallback
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    """A model's tokenizer only (a local folder, a hub id, or ``"qwq-nano"``), loaded as ``load_model`` loads it.
+
+    For a model served elsewhere (``qwqlab eval`` with ``backend: openai``), to build prompts and count tokens.
+    """
+    return _load_tokenizer(resolve_model_path(name_or_path), trust_remote_code)
