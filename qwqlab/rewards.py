@@ -35,7 +35,7 @@ __all__ = [
     "make_accuracy_reward", "make_format_reward", "make_tag_count_reward", "make_cosine_reward",
     "make_kimi_length_reward", "make_soft_overlong_reward", "make_repetition_penalty_reward",
     "make_code_reward", "answers_match", "reward_table", "length_curves",
-    "task_reward", "reward_name", "score_rewards", "REWARD_SETUPS", "reward_setup",
+    "task_reward", "reward_name", "reward_names", "score_rewards", "REWARD_SETUPS", "reward_setup",
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -529,10 +529,11 @@ def combine(rewards: Sequence[RewardFunc], weights: Sequence[float] | None = Non
     if none not in ("skip", "zero", "propagate"):
         raise ValueError(f"none must be 'skip', 'zero' or 'propagate', not {none!r}")
 
+    names = reward_names(rewards)
+
     def combined(prompts, completions, **kwargs):
-        columns = {getattr(r, "__name__", f"reward_{i}"): r(prompts, completions, **kwargs)
-                   for i, r in enumerate(rewards)}
-        return weighted_sum(list(columns.values()), weights, none=none, names=list(columns), n=len(completions))
+        columns = [r(prompts, completions, **kwargs) for r in rewards]  # by position: two of a kind stay two
+        return weighted_sum(columns, weights, none=none, names=names, n=len(completions))
 
     combined.__name__ = combined.__qualname__ = name
     return combined
@@ -653,6 +654,26 @@ def reward_name(func, i: int) -> str:
     return getattr(func, "__name__", None) or getattr(getattr(func, "func", None), "__name__", None) or f"reward_{i}"
 
 
+def reward_names(funcs) -> list[str]:
+    """One display name per reward, by position, unique: a repeated name gets ``_<position>``.
+
+    Rewards are kept by position everywhere (``combine``, ``score_rewards``), so two rewards
+    with one name (two ``make_cosine_reward`` settings, two lambdas) are two columns.
+
+    >>> reward_names([lambda p, c: [], lambda p, c: [], format_reward])
+    ['<lambda>', '<lambda>_1', 'format_reward']
+    """
+    names: list[str] = []
+    for i, f in enumerate(funcs):
+        name = reward_name(f, i)
+        if name in names:
+            name = f"{name}_{i}"
+            while name in names:  # a reward already called "<name>_<i>"
+                name += "_"
+        names.append(name)
+    return names
+
+
 def score_rewards(reward_funcs, prompts, completions, weights=None, **kwargs):
     """Call each reward (TRL signature) and sum them with ``weights`` (``rewards.weighted_sum``).
 
@@ -665,13 +686,11 @@ def score_rewards(reward_funcs, prompts, completions, weights=None, **kwargs):
     if len(weights) != len(reward_funcs):
         raise ValueError(f"{len(weights)} reward_weights for {len(reward_funcs)} reward functions")
     per_func = {}
-    for i, f in enumerate(reward_funcs):
+    for name, f in zip(reward_names(reward_funcs), reward_funcs):
         values = list(f(prompts=prompts, completions=completions, **kwargs))
         if len(values) != len(completions):
-            raise ValueError(f"reward {reward_name(f, i)} returned {len(values)} values for "
-                             f"{len(completions)} completions")
-        name = reward_name(f, i)
-        per_func[name if name not in per_func else f"{name}_{i}"] = values
+            raise ValueError(f"reward {name} returned {len(values)} values for {len(completions)} completions")
+        per_func[name] = values
     total = weighted_sum(list(per_func.values()), weights, names=list(per_func), n=len(completions))
     return total, per_func
 
