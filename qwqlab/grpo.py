@@ -32,6 +32,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qwqlab.config import check_fields
 from qwqlab.logprobs import prefix_tree, shared_prefix_logprobs, tree_attention_ok, tree_logprobs, tree_pays
 from qwqlab.models import prepare_for_training
 from qwqlab.rewards import reward_name, score_rewards, task_reward
@@ -322,6 +323,8 @@ class GRPOConfig:
     progress: bool = _bookkeeping("Show a tqdm progress bar.", True)
 
     def __post_init__(self):
+        check_fields(self)  # types, and every float finite, before the ranges below (NaN passes any `<`)
+
         def bad(msg):
             raise ValueError(f"GRPOConfig: {msg}")
         if self.num_generations < 2:

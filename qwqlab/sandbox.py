@@ -81,6 +81,9 @@ class SandboxConfig:
     python: str | None = None        # interpreter; default sys.executable (see _interpreters)
 
     def __post_init__(self):
+        from qwqlab.config import check_fields
+
+        check_fields(self)  # types, and finite numbers: timeout_s=nan passes `<= 0`
         if self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
         if self.memory_mb < 32:
