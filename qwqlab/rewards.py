@@ -399,9 +399,12 @@ def make_code_reward(timeout_s: float = 2.0, memory_mb: int = 512, all_or_nothin
     Test cases come as the ``test_cases`` column, per completion a list whose items are
     either ``{"input": stdin, "output": expected stdout}`` (compared line by line, trailing
     spaces ignored) or a string of Python run after the program (``"assert f(2) == 4"``),
-    passing if the process exits 0. The reward is the share of tests passed (QwQ's
+    passing when the test runs to its end. The reward is the share of tests passed (QwQ's
     code-execution server checked generated code against test cases the same way), or 1/0
-    with ``all_or_nothing``. No code block: 0.0. No test cases: ``None``.
+    with ``all_or_nothing``. No code block: 0.0. No test cases: ``None``. A sandbox that failed
+    before the program started (no user namespaces left, ...): ``None``, logged, never a 0 the
+    policy would be blamed for. Verdicts are decided outside the program's sandbox
+    (``qwqlab.code_tests``).
     """
     from qwqlab.sandbox import SandboxConfig
 
@@ -429,6 +432,9 @@ def make_code_reward(timeout_s: float = 2.0, memory_mb: int = 512, all_or_nothin
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 results = list(pool.map(lambda j: run_tests(j[1], j[2], cfg), jobs))
             for (i, _, tc), passed in zip(jobs, results):
+                if None in passed:  # the sandbox failed, not the program (logged by qwqlab.sandbox)
+                    out[i] = None
+                    continue
                 share = sum(passed) / len(passed)
                 out[i] = float(share == 1.0) if all_or_nothing else share
         return out

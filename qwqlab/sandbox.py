@@ -33,8 +33,7 @@ returning an object whose ``__eq__`` always says yes, does not pass a check.
 """
 from __future__ import annotations
 
-import ast
-import json
+import logging
 import os
 import resource
 import secrets
@@ -70,8 +69,8 @@ class SandboxConfig:
     memory_mb: int = 512             # RLIMIT_AS, address space of each process
     max_file_mb: int = 16            # RLIMIT_FSIZE: largest file (and captured output) it can write
     max_output_chars: int = 100_000  # stdout/stderr kept in the result
-    max_processes: int = 64          # RLIMIT_NPROC, applied when a run has a uid of its own (root)
-    disk_mb: int = 64                # bwrap: size of each private tmpfs (/sandbox and /tmp)
+    max_processes: int = 16          # processes (and threads) one run may have, whoever runs it
+    disk_mb: int = 64                # bwrap: size of each private tmpfs (/sandbox, /tmp, /dev/shm)
     isolation: str = "auto"          # "auto": bwrap if it works, else the fallback (with a warning);
     #                                  "bwrap": bwrap or RuntimeError; "subprocess": the fallback on purpose
     isolate_network: bool = True     # fallback: a new network namespace when the kernel allows it
@@ -86,6 +85,9 @@ class SandboxConfig:
         check_fields(self)  # types, and finite numbers: timeout_s=nan passes `<= 0`
         if self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        if self.max_processes < 2:
+            raise ValueError(f"max_processes must be at least 2 (the sandbox's init and Python), "
+                             f"got {self.max_processes}")
         if self.memory_mb < 32:
             raise ValueError(f"memory_mb={self.memory_mb} is too small for the Python interpreter "
                              "to start; use at least 32 (default 512)")
@@ -99,7 +101,9 @@ class RunResult:
 
     ``status``: ``"ok"`` (exit 0), ``"error"`` (non-zero exit), ``"timeout"`` (wall or CPU
     limit), ``"memory"`` (hit the address-space limit), ``"output_limit"`` (wrote past
-    ``max_file_mb`` or filled its tmpfs), ``"killed"`` (another signal).
+    ``max_file_mb`` or filled its tmpfs), ``"killed"`` (another signal), ``"infrastructure"``
+    (the sandbox failed before the program started, e.g. no user namespaces left: not the
+    program's doing, so it cannot be judged; logged).
     """
     status: str
     returncode: int | None
@@ -113,12 +117,13 @@ class RunResult:
         return self.status == "ok"
 
 
-# The program's first Python, passed with -c (argv: audit hook 0/1, checks 0/1). It reads the
-# checks (if any) and removes their file, installs the fallback's audit hook if asked, then
-# runs main.py as a fresh __main__ module: the program never shares this code's globals.
-# After the program, each check step runs and its result goes to fd 1 as one line
-# "<token> <step> = <plain literal>" (or "ok" / "!"); the parent judges those lines.
-_BOOTSTRAP = r'''
+# The program's first Python, passed with -c (argv: audit hook 0/1, the start-marker fd, the
+# process cap). It caps the run's processes (RLIMIT_NPROC, counted per user namespace under
+# bwrap, so as any user), writes one byte to the start marker (the parent's proof that the
+# sandbox came up: without it a failed run is the machine's failure, not the program's),
+# installs the fallback's audit hook if asked, then the mode's code runs (_RUN: main.py as a
+# fresh __main__ module; qwqlab.code_tests adds a serving and a judging mode).
+_BOOTSTRAP = r"""
 import os, sys
 
 def _install(ROOT):
@@ -164,42 +169,18 @@ def _install(ROOT):
 
     sys.addaudithook(hook)
 
-def _plain(type=type, repr=repr, str=str, int=int, float=float, complex=complex, bool=bool,
-           bytes=bytes, list=list, tuple=tuple, dict=dict, set=set, frozenset=frozenset, sorted=sorted):
-    # Builtins bound now, before the program runs: it cannot swap them for liars.
-    atoms = (int, float, complex, bool, str, bytes, type(None))
-
-    def lit(v, depth=0):
-        t = type(v)
-        if depth > 100:
-            raise ValueError("nested too deeply")
-        for a in atoms:
-            if t is a:
-                return repr(v)
-        if t is list or t is tuple:
-            body = ", ".join([lit(x, depth + 1) for x in v])
-            return "[" + body + "]" if t is list else "(" + body + ("," if len(v) == 1 else "") + ")"
-        if t is set or t is frozenset:
-            body = "[" + ", ".join([lit(x, depth + 1) for x in v]) + "]"
-            return ("set(" if t is set else "frozenset(") + body + ")"
-        if t is dict:
-            return "{" + ", ".join([lit(k, depth + 1) + ": " + lit(x, depth + 1) for k, x in v.items()]) + "}"
-        raise TypeError("not a plain value")
-    return lit
-
-def _qwqlab(sys, os):
-    import builtins
-    hook, checked = sys.argv[1:3]
-    del sys.argv[1:3]
-    plan = None
-    if checked == "1":
-        import json
-        with open("checks.json", encoding="utf-8") as f:
-            plan = json.load(f)
-        os.remove("checks.json")
-    lit, write, BaseException_, exec_, eval_, compile_ = _plain(), os.write, BaseException, exec, eval, compile
+def _qwqlab_start(sys, os):
+    hook, marker, nproc = sys.argv[1:4]
+    del sys.argv[1:4]
+    import resource
+    resource.setrlimit(resource.RLIMIT_NPROC, (int(nproc), int(nproc)))
+    os.write(int(marker), b"S")
+    os.close(int(marker))
     if hook == "1":
         _install(os.path.realpath(os.getcwd()))
+
+def _qwqlab_main(sys, os):
+    import builtins
     path = os.path.join(os.getcwd(), "main.py")
     with open("main.py", encoding="utf-8", errors="replace") as f:
         code = compile(f.read(), "main.py", "exec")
@@ -208,29 +189,13 @@ def _qwqlab(sys, os):
     sys.modules["__main__"] = main
     sys.argv[0] = path
     exec(code, main.__dict__)
-    if plan is None:
-        return
-    token, steps = plan["token"], plan["steps"]
-    del plan
-    for i, (kind, src) in enumerate(steps):
-        try:
-            if kind == "exec":
-                exec_(compile_(src, "<test>", "exec"), main.__dict__)
-                out = "ok"
-            else:
-                out = "= " + lit(eval_(compile_(src, "<test>", "eval"), main.__dict__))
-        except BaseException_:
-            out = "!"
-        try:
-            sys.stdout.flush()
-        except BaseException_:
-            pass
-        write(1, ("\n" + token + " " + str(i) + " " + out + "\n").encode("utf-8", "backslashreplace"))
-        if out == "!":
-            break
+    return main
 
-_qwqlab(sys, os)
-'''
+_qwqlab_start(sys, os)
+del _qwqlab_start, _install
+"""
+#: The run mode: the program, and nothing after it.
+_RUN = "_qwqlab_main(sys, os)\n"
 
 
 def _libc():
@@ -312,8 +277,11 @@ def _bwrap_args(cfg: SandboxConfig, python: str) -> list[str]:
     if not any(prefix == b or prefix.startswith(b + "/") for b in bound):
         args += ["--ro-bind", prefix, prefix]
     size = str(cfg.disk_mb * 2 ** 20)
-    return args + ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp",
-                   "--size", size, "--tmpfs", "/sandbox", "--chdir", "/sandbox",
+    # Every writable place is a tmpfs of disk_mb (RAM): /tmp, /sandbox and /dev/shm. The root
+    # (bwrap's own tmpfs) and /dev are read-only: without that they were unbounded RAM.
+    return args + ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm",
+                   "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/sandbox",
+                   "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/sandbox",
                    "--uid", "65534", "--gid", "65534"]
 
 
@@ -455,14 +423,18 @@ def _status(rc: int | None, timed_out: bool, stderr: str) -> str:
     return "killed" if rc is not None and rc < 0 else "error"
 
 
-def _children(pid: int) -> list[int]:
+def _children(pid: int) -> list[tuple[int, str, str]]:
+    """``(pid, state, name)`` of each child process of ``pid``, read from /proc."""
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat", "rb") as f:
-                    if int(f.read().rpartition(b")")[2].split()[1]) == pid:
-                        out.append(int(entry))
+                    stat = f.read()
+                name, _, rest = stat.partition(b"(")[2].rpartition(b")")
+                state, ppid = rest.split()[:2]
+                if int(ppid) == pid:
+                    out.append((int(entry), state.decode(), name.decode(errors="replace")))
             except (OSError, ValueError, IndexError):
                 pass
     return out
@@ -484,66 +456,169 @@ def _memfd(name: str, text: str) -> int:
     return fd
 
 
-def _execute(code: str, stdin: str, cfg: SandboxConfig, checks: str | None) -> RunResult:
-    """One run: the program (and the checks file, if any) in the sandbox this machine has."""
-    plan = _plan(cfg)
-    capture = tempfile.mkdtemp(prefix="qwqlab-capture-")  # host-only: the program gets file descriptors
-    out_path, err_path = os.path.join(capture, "stdout"), os.path.join(capture, "stderr")
-    argv = ["-I", "-S", "-c", _BOOTSTRAP, "1" if plan.kind == "subprocess" and cfg.audit_hook else "0",
-            "0" if checks is None else "1"]
-    fds, uid, workdir = [], None, None
+_CHILDREN_LOCK = threading.Lock()
+_LIVE: set[int] = set()  # runs started here and not yet waited for: never reaped by _reap_orphans
+
+
+def _reaper() -> bool:
+    """Do orphaned processes come to this process? (It is PID 1, or a child subreaper.)"""
+    if os.getpid() == 1:
+        return True
     try:
-        if plan.kind == "bwrap":
-            fds.append(_memfd("main.py", code))
-            files = ["--file", str(fds[0]), "/sandbox/main.py"]
-            if checks is not None:
-                fds.append(_memfd("checks.json", checks))
-                files += ["--file", str(fds[1]), "/sandbox/checks.json"]
-            if plan.fresh_uid:
-                uid = _fresh_uid()
-            cmd = _bwrap_args(cfg, plan.python) + files + [plan.python] + argv
-            env = dict(_ENV, HOME="/sandbox", TMPDIR="/tmp")
-            kwargs = dict(pass_fds=tuple(fds), preexec_fn=_limits(cfg, 0, None if uid is None else (uid, uid)))
-        else:
-            workdir = tempfile.mkdtemp(prefix="qwqlab-sandbox-")
-            names = ["main.py"] + ([] if checks is None else ["checks.json"])
-            for name, text in zip(names, [code, checks]):
-                with open(os.path.join(workdir, name), "w", encoding="utf-8", errors="replace") as f:
-                    f.write(text)
-            if plan.ids is not None:
-                for p in [workdir] + [os.path.join(workdir, n) for n in names]:
-                    os.chown(p, *plan.ids)
-            cmd = [plan.python] + argv
-            env = dict(_ENV, HOME=workdir, TMPDIR=workdir)
-            kwargs = dict(cwd=workdir, preexec_fn=_limits(cfg, plan.netns, plan.ids))
-        start = time.perf_counter()
-        timed_out = False
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err,
-                                    start_new_session=True, close_fds=True, **kwargs)
-            try:
-                proc.communicate(stdin.encode("utf-8", errors="replace"), timeout=cfg.timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            except (BrokenPipeError, OSError):
-                pass
-            finally:
-                _kill(proc, plan)
-        wall = time.perf_counter() - start
-        stdout, stderr = _read(out_path, cfg.max_output_chars), _read(err_path, cfg.max_output_chars)
-        rc = proc.returncode
-        if plan.kind == "bwrap" and rc is not None and 128 < rc < 128 + 65:
+        import ctypes
+
+        flag = ctypes.c_int(0)
+        return _libc().prctl(37, ctypes.byref(flag), 0, 0, 0) == 0 and flag.value == 1  # PR_GET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def _reap_orphans() -> int:
+    """Wait for the zombie ``bwrap`` processes the kernel handed to this process; how many.
+
+    bwrap's sandbox init is a child of the bwrap qwqlab starts; when that one exits first, the
+    init is re-parented to PID 1. When qwqlab *is* PID 1 (a container entrypoint without an
+    init) nobody waited for it, so every run left a zombie and a code-reward run filled the
+    pid limit. Only zombies named bwrap that are not a run in flight are waited for, never
+    another child of the program's.
+    """
+    if not _reaper():
+        return 0
+    reaped = 0
+    with _CHILDREN_LOCK:
+        for pid, state, name in _children(os.getpid()):
+            if state == "Z" and name == "bwrap" and pid not in _LIVE:
+                try:
+                    reaped += os.waitpid(pid, os.WNOHANG)[0] == pid
+                except ChildProcessError:
+                    pass
+    return reaped
+
+
+class _Started:
+    """One sandboxed process (the bootstrap, then ``mode``), and everything to end it cleanly."""
+
+    def __init__(self, cfg: SandboxConfig, files: dict[str, str], mode: str, pipes: bool):
+        self.cfg, self.plan = cfg, _plan(cfg)
+        self.capture = tempfile.mkdtemp(prefix="qwqlab-capture-")  # host-only: the program gets descriptors
+        self.marker, marker_w = os.pipe()
+        os.set_blocking(self.marker, False)
+        self.fds, self.uid, self.workdir, self.proc = [marker_w], None, None, None
+        argv = ["-I", "-S", "-c", _BOOTSTRAP + mode, "1" if self.plan.kind == "subprocess" and cfg.audit_hook else "0",
+                str(marker_w), str(cfg.max_processes)]
+        try:
+            if self.plan.kind == "bwrap":
+                mounts = []
+                for name, text in files.items():
+                    self.fds.append(_memfd(name, text))
+                    mounts += ["--file", str(self.fds[-1]), f"/sandbox/{name}"]
+                if self.plan.fresh_uid:
+                    self.uid = _fresh_uid()
+                cmd = _bwrap_args(cfg, self.plan.python) + mounts + [self.plan.python] + argv
+                env = dict(_ENV, HOME="/sandbox", TMPDIR="/tmp")
+                kwargs = dict(preexec_fn=_limits(cfg, 0, None if self.uid is None else (self.uid, self.uid)))
+            else:
+                self.workdir = tempfile.mkdtemp(prefix="qwqlab-sandbox-")
+                for name, text in files.items():
+                    with open(os.path.join(self.workdir, name), "w", encoding="utf-8", errors="replace") as f:
+                        f.write(text)
+                if self.plan.ids is not None:
+                    for p in [self.workdir] + [os.path.join(self.workdir, n) for n in files]:
+                        os.chown(p, *self.plan.ids)
+                cmd = [self.plan.python] + argv
+                env = dict(_ENV, HOME=self.workdir, TMPDIR=self.workdir)
+                kwargs = dict(cwd=self.workdir, preexec_fn=_limits(cfg, self.plan.netns, self.plan.ids))
+            with open(os.path.join(self.capture, "stdout"), "wb") as out, \
+                    open(os.path.join(self.capture, "stderr"), "wb") as err, _CHILDREN_LOCK:  # before any reaper sees it
+                self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE if pipes else out, stderr=err,
+                                             start_new_session=True, close_fds=True, pass_fds=tuple(self.fds), **kwargs)
+                _LIVE.add(self.proc.pid)
+        except BaseException:
+            self.__exit__()
+            raise
+        finally:
+            for fd in self.fds:
+                os.close(fd)
+            self.fds = []
+        self.start = time.perf_counter()
+
+    def started(self) -> bool:
+        """Did the program's Python start inside the sandbox? (Ask once the process has ended.)"""
+        try:
+            return os.read(self.marker, 1) == b"S"
+        except (BlockingIOError, OSError):
+            return False
+
+    def output(self) -> tuple[str, str]:
+        limit = self.cfg.max_output_chars
+        return _read(os.path.join(self.capture, "stdout"), limit), _read(os.path.join(self.capture, "stderr"), limit)
+
+    def returncode(self) -> int | None:
+        rc = self.proc.returncode
+        if self.plan.kind == "bwrap" and rc is not None and 128 < rc < 128 + 65:
             rc = 128 - rc  # bwrap's pid 1 reports a program killed by signal N as 128 + N, like a shell
-        return RunResult(_status(rc, timed_out, stderr), rc, stdout, stderr, wall, plan.layers)
-    finally:
-        for fd in fds:
-            os.close(fd)
-        if uid is not None:
+        return rc
+
+    def end(self) -> None:
+        """Kill the run (its whole pid namespace, or process group), wait, clean up; idempotent."""
+        if self.proc is not None:
+            _kill(self.proc, self.plan)
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                if pipe is not None:
+                    try:
+                        pipe.close()
+                    except OSError:
+                        pass
+            with _CHILDREN_LOCK:
+                _LIVE.discard(self.proc.pid)
+            _reap_orphans()
+        if self.uid is not None:
             with _LOCK:
-                _UIDS_IN_USE.discard(uid)
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
-        shutil.rmtree(capture, ignore_errors=True)
+                _UIDS_IN_USE.discard(self.uid)
+            self.uid = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.end()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        shutil.rmtree(self.capture, ignore_errors=True)
+        try:
+            os.close(self.marker)
+        except OSError:
+            pass
+
+
+def infrastructure_failure(run: _Started, stderr: str) -> RunResult:
+    """The sandbox never started the program (bwrap failed: no user namespaces left, a mount
+    refused ...): the machine's failure, not the program's. Logged; the result cannot be judged."""
+    logging.getLogger(__name__).warning(
+        "qwqlab.sandbox: the sandbox failed before the program started (%s): this run cannot be judged",
+        " ".join(stderr.split())[-300:] or f"exit status {run.proc.returncode}")
+    return RunResult("infrastructure", run.returncode(), "", stderr, time.perf_counter() - run.start, run.plan.layers)
+
+
+def _execute(code: str, stdin: str, cfg: SandboxConfig) -> RunResult:
+    """One run of ``code`` as ``__main__`` in the sandbox this machine has."""
+    with _Started(cfg, {"main.py": code}, _RUN, pipes=False) as run:
+        timed_out = False
+        try:
+            run.proc.communicate(stdin.encode("utf-8", errors="replace"), timeout=cfg.timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        except (BrokenPipeError, OSError):
+            pass
+        finally:
+            run.end()
+        wall = time.perf_counter() - run.start
+        stdout, stderr = run.output()
+        if not run.started():
+            return infrastructure_failure(run, stderr)
+        rc = run.returncode()
+        return RunResult(_status(rc, timed_out, stderr), rc, stdout, stderr, wall, run.plan.layers)
 
 
 def _kill(proc: subprocess.Popen, plan: _Plan) -> None:
@@ -555,7 +630,7 @@ def _kill(proc: subprocess.Popen, plan: _Plan) -> None:
     """
     if plan.kind == "bwrap":
         if proc.poll() is None:
-            for child in _children(proc.pid):
+            for child, _, _ in _children(proc.pid):
                 try:
                     os.kill(child, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
@@ -580,145 +655,11 @@ def run_python(code: str, stdin: str = "", config: SandboxConfig | None = None) 
         stdin: text fed to its standard input.
         config: limits and isolation; ``SandboxConfig()`` by default.
     """
-    return _execute(code, stdin, config or SandboxConfig(), None)
+    return _execute(code, stdin, config or SandboxConfig())
 
 
-# --- judging tests outside the sandbox ---------------------------------------------------
+def run_tests(code: str, test_cases: list, config: SandboxConfig | None = None) -> list[bool | None]:
+    """``qwqlab.code_tests.run_tests``: each test case judged outside the program's sandbox."""
+    from qwqlab.code_tests import run_tests as judged
 
-def _plain_value(node: ast.AST):
-    """The value of a plain literal (what the sandbox's serialiser writes), or ValueError."""
-    if isinstance(node, ast.Expression):
-        return _plain_value(node.body)
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.Name) and node.id in ("nan", "inf"):
-        return float(node.id)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        v = _plain_value(node.operand)
-        if type(v) not in (int, float, complex):
-            raise ValueError("sign of a non-number")
-        return -v if isinstance(node.op, ast.USub) else v
-    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):  # complex: 1+2j
-        a, b = _plain_value(node.left), _plain_value(node.right)
-        if type(a) not in (int, float) or type(b) is not complex:
-            raise ValueError("only complex literals add")
-        return a + b if isinstance(node.op, ast.Add) else a - b
-    if isinstance(node, (ast.List, ast.Tuple)):
-        items = [_plain_value(e) for e in node.elts]
-        return items if isinstance(node, ast.List) else tuple(items)
-    if isinstance(node, ast.Set):
-        return {_plain_value(e) for e in node.elts}
-    if isinstance(node, ast.Dict) and None not in node.keys:
-        return {_plain_value(k): _plain_value(v) for k, v in zip(node.keys, node.values)}
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("set", "frozenset")
-            and not node.keywords and len(node.args) <= 1):
-        return (set if node.func.id == "set" else frozenset)(_plain_value(node.args[0]) if node.args else ())
-    raise ValueError(f"not a plain literal: {type(node).__name__}")
-
-
-def _test_plan(test: str) -> tuple[list[tuple[str, str]], list[tuple]]:
-    """Split an assert-style test into steps for the sandbox and what the parent expects.
-
-    ``assert <expr> == <literal>`` (either side): only ``<expr>`` goes in; its value comes
-    back as a plain literal and the parent compares it with the literal, which the
-    program never sees. ``assert a == b`` (neither a literal): both values come back and
-    the parent compares them. Any other ``assert x``: ``x``'s value must come back truthy.
-    Other statements run in the sandbox and must finish. Caveat: an ``assert`` nested in
-    another statement, or an ``x`` that calls the program's objects, is evaluated by the
-    program's code and a determined program can fool it; the ``==`` forms cannot be.
-    """
-    steps, expect = [], []
-    for stmt in ast.parse(test).body:
-        t = stmt.test if isinstance(stmt, ast.Assert) else None
-        if t is None:
-            steps.append(("exec", ast.unparse(stmt)))
-            expect.append(("ok",))
-        elif isinstance(t, ast.Compare) and len(t.ops) == 1 and isinstance(t.ops[0], ast.Eq):
-            left, right = t.left, t.comparators[0]
-            for expr, other in ((left, right), (right, left)):
-                try:
-                    want = _plain_value(other)
-                except ValueError:
-                    continue
-                steps.append(("value", ast.unparse(expr)))
-                expect.append(("equals", want))
-                break
-            else:
-                steps += [("value", ast.unparse(left)), ("value", ast.unparse(right))]
-                expect += [("pair",), ("pair_end",)]
-        else:
-            steps.append(("value", ast.unparse(t)))
-            expect.append(("truthy",))
-    return steps, expect
-
-
-def _judge(stdout: str, token: str, expect: list[tuple]) -> bool:
-    """Did every step report exactly once, with what the parent expected?"""
-    got: dict[int, list[str]] = {}
-    for line in stdout.splitlines():
-        if line.startswith(token + " "):
-            i, _, text = line[len(token) + 1:].partition(" ")
-            got.setdefault(int(i) if i.isdigit() else -1, []).append(text)
-    values = []
-    for i, e in enumerate(expect):
-        reports = got.get(i, [])
-        if len(reports) != 1:
-            return False  # missing (exited early, crashed, failed) or reported twice (forged)
-        text = reports[0]
-        if e[0] == "ok":
-            if text != "ok":
-                return False
-            values.append(None)
-            continue
-        if not text.startswith("= "):
-            return False
-        try:
-            values.append(_plain_value(ast.parse(text[2:], mode="eval")))
-        except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
-            return False
-    for i, (e, v) in enumerate(zip(expect, values)):
-        if e[0] == "equals":
-            ok = v == e[1]
-        elif e[0] == "truthy":
-            ok = bool(v)
-        elif e[0] == "pair":
-            ok = v == values[i + 1]
-        else:  # "ok" (checked above) and "pair_end"
-            ok = True
-        if not ok:
-            return False
-    return True
-
-
-def _same_output(got: str, expected: str) -> bool:
-    a = [line.rstrip() for line in got.strip().splitlines()]
-    b = [line.rstrip() for line in str(expected).strip().splitlines()]
-    return a == b
-
-
-def run_tests(code: str, test_cases: list, config: SandboxConfig | None = None) -> list[bool]:
-    """Run ``code`` once per test case, each in its own sandbox; one pass/fail per test.
-
-    A test case is ``{"input": stdin, "output": expected stdout}`` (lines compared, trailing
-    whitespace ignored, exit status 0 required) or a string of Python run after the
-    program, judged step by step outside the sandbox (``_test_plan``): a program that
-    exits early (``sys.exit(0)``, ``os._exit(0)``), or returns an object whose ``__eq__``
-    always says yes, fails it. The code reward (``rewards.make_code_reward``) goes
-    through here.
-    """
-    cfg = config or SandboxConfig()
-    results = []
-    for case in test_cases:
-        if isinstance(case, dict):
-            r = _execute(code, str(case.get("input", "")), cfg, None)
-            results.append(r.ok and _same_output(r.stdout, case.get("output", "")))
-            continue
-        try:
-            steps, expect = _test_plan(str(case))
-        except SyntaxError:
-            results.append(False)
-            continue
-        token = secrets.token_hex(16)
-        r = _execute(code, "", cfg, json.dumps({"token": token, "steps": steps}))
-        results.append(r.status in ("ok", "error") and _judge(r.stdout, token, expect))
-    return results
+    return judged(code, test_cases, config)

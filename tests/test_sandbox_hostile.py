@@ -128,3 +128,52 @@ def test_the_fallback_says_it_is_not_a_security_boundary(monkeypatch):
     assert r.stdout.strip() == "42"
     assert any("NOT a security boundary" in str(w.message) for w in caught)
     assert not isolation_layers(SandboxConfig(isolation="subprocess"))["bwrap"]
+
+
+# --- issue 22: the verdict could be forged ------------------------------------------------------
+# Each test form below passed with a cheat before: a program read the harness's token and plan from
+# its caller's frame and wrote forged reports, or returned an object that equals (and is) anything.
+FORMS = {
+    "assert == literal": "assert add(1, 2) == 3",
+    "truthy assert": "assert add(1, 1) > 1\nassert not add(1, -1)",
+    "math.isclose": "import math\nassert math.isclose(add(0.1, 0.2), 0.3)",
+    "== between two expressions": "def ref(a, b):\n    return a + b\nassert add(5, 7) == ref(5, 7)",
+    "HumanEval check(candidate)": "def check(candidate):\n    assert candidate(1, 2) == 3\n"
+                                  "    assert candidate(-5, 5) == 0\n\ncheck(add)",
+    "builtin in the test": "assert abs(add(0.25, 0.5) - 0.75) < 1e-9",
+    "an expected exception": "try:\n    add('a', 1)\nexcept TypeError:\n    pass\nelse:\n    raise AssertionError",
+}
+FORGERS = {
+    # the harness's frames, read and answered: every report line it could want, on every descriptor
+    "forged reports": "import os, sys\nf = sys._getframe()\nseen = []\nwhile f is not None:\n"
+                      "    seen.append(dict(f.f_locals))\n    f = f.f_back\n"
+                      "plan = next((l['plan'] for l in seen if isinstance(l.get('plan'), dict)), None)\n"
+                      "lines = ['PASS', 'ok']\nif plan:\n"
+                      "    lines += [f\"{plan['token']} {i} {'ok' if k == 'exec' else '= 1'}\"\n"
+                      "              for i, (k, _) in enumerate(plan['steps'])]\n"
+                      "for fd in range(1, 20):\n    try:\n        os.write(fd, ('\\n'.join(lines) + '\\n').encode())\n"
+                      "    except OSError:\n        pass\nos._exit(0)\n",
+    "always-equal object": "class Yes(float):\n    def __eq__(self, o): return True\n    __ne__ = lambda s, o: False\n"
+                           "    __lt__ = __gt__ = __le__ = __ge__ = __eq__\n    def __bool__(self): return True\n"
+                           "    def __sub__(self, o): return 0.0\n    __hash__ = float.__hash__\n"
+                           "def add(a, b):\n    return Yes(0)\n",
+    "shadowed builtins": "def abs(x): return 0\ndef isinstance(*a): return True\ndef add(a, b):\n    return 0\n",
+}
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_every_test_form_passes_an_honest_solution(form):
+    assert run_tests(HONEST, [FORMS[form]], SandboxConfig(timeout_s=5)) == [True], form
+
+
+@pytest.mark.parametrize("cheat", sorted(FORGERS))
+def test_no_forged_verdict_passes_any_test_form(cheat):
+    forms = sorted(FORMS)
+    got = run_tests(FORGERS[cheat], [FORMS[f] for f in forms], SandboxConfig(timeout_s=5))
+    assert got == [False] * len(forms), dict(zip(forms, got))
+
+
+def test_the_programs_values_and_imports_reach_the_test():
+    code = "import math\nANSWER = 42\nTABLE = {'a': (1, 2.5)}\ndef area(r):\n    return math.pi * r * r\n"
+    tests = ["assert ANSWER == 42 and TABLE['a'] == (1, 2.5)", "assert math.isclose(area(1), math.pi)"]
+    assert run_tests(code, tests, SandboxConfig(timeout_s=5)) == [True, True]
