@@ -6,8 +6,11 @@ early-exit and lying-equality programs must score 0 through the code reward itse
 """
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 import warnings
@@ -177,3 +180,80 @@ def test_the_programs_values_and_imports_reach_the_test():
     code = "import math\nANSWER = 42\nTABLE = {'a': (1, 2.5)}\ndef area(r):\n    return math.pi * r * r\n"
     tests = ["assert ANSWER == 42 and TABLE['a'] == (1, 2.5)", "assert math.isclose(area(1), math.pi)"]
     assert run_tests(code, tests, SandboxConfig(timeout_s=5)) == [True, True]
+
+
+# --- issue 22: the sandbox's own failures, zombies, memory and processes ------------------------
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@needs_bwrap
+def test_a_sandbox_that_fails_to_start_cannot_be_judged(monkeypatch, caplog):
+    """bwrap failing at run time (here: a mount it cannot make) scored a right answer 0.0, silently."""
+    isolation_layers(SandboxConfig())  # the probe passed and is remembered; now every run fails
+    real = S._bwrap_args
+    monkeypatch.setattr(S, "_bwrap_args", lambda cfg, py: real(cfg, py) + ["--ro-bind", "/no/such/qwqlab", "/x"])
+    reward = make_code_reward(timeout_s=5)
+    with caplog.at_level("WARNING", logger="qwqlab.sandbox"):
+        got = reward(["p"] * 2, [f"```python\n{HONEST}```"] * 2,
+                     test_cases=[TESTS, [{"input": "", "output": ""}]])
+    assert got == [None, None]
+    assert "cannot be judged" in caplog.text
+    monkeypatch.undo()
+    # a program that only claims the sandbox failed is judged as what it is
+    liar = "import sys\nsys.stderr.write('bwrap: Creating new namespace failed: No space left on device\\n')\nsys.exit(1)\n"
+    assert _reward(liar) == 0.0
+
+
+def _pid_ns_script(tmp_path) -> str:
+    path = tmp_path / "pid1.py"
+    path.write_text(
+        "import os\nfrom qwqlab.sandbox import run_python, run_tests\nassert os.getpid() == 1\n"
+        "for _ in range(3):\n    run_python('print(1)')\n"
+        f"run_tests({HONEST!r}, ['assert add(1, 2) == 3'])\n"
+        "zombies = [e for e in os.listdir('/proc') if e.isdigit() and open(f'/proc/{e}/stat').read()"
+        ".rpartition(')')[2].split()[0] == 'Z']\nprint(len(zombies))\n")
+    return str(path)
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="unshare --pid needs root")
+def test_no_zombie_is_left_when_qwqlab_is_pid_1(tmp_path):
+    """A container entrypoint without init: each run left a zombie bwrap, filling the pid limit."""
+    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, _pid_ns_script(tmp_path)],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=REPO))
+    assert r.returncode == 0, r.stderr[-1000:]
+    assert r.stdout.split()[-1] == "0", r.stdout
+
+
+FORKS = ("import os, time\nn = 0\ntry:\n    for i in range(1000):\n        if os.fork() == 0:\n"
+         "            time.sleep(2)\n            os._exit(0)\n        n += 1\nexcept OSError:\n    pass\nprint(n)")
+
+
+@needs_bwrap
+def test_processes_are_capped_per_run():
+    r = run_python(FORKS, config=SandboxConfig(timeout_s=10, max_processes=8))
+    assert r.ok and 0 < int(r.stdout) < 8, r.stdout
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"),
+                    reason="needs root to become nobody, and a system Python nobody can run")
+def test_processes_are_capped_when_run_as_nobody():
+    """As `nobody` (no uid of its own per run), 1,000 of 1,000 forks succeeded."""
+    script = ("from qwqlab.sandbox import SandboxConfig, run_python\n"
+              f"r = run_python({FORKS!r}, config=SandboxConfig(timeout_s=10))\nprint(r.status, r.stdout)\n")
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script],
+                       capture_output=True, text=True, timeout=120, cwd="/",
+                       env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": REPO})
+    status, forks = r.stdout.split()[-2:]
+    assert status == "ok" and int(forks) < SandboxConfig().max_processes, r.stdout + r.stderr[-500:]
+
+
+@needs_bwrap
+def test_every_writable_place_is_bounded():
+    """The root tmpfs and /dev were writable and /dev/shm unbounded: RAM outside every limit."""
+    code = ("import os\nfor p in ('/x', '/dev/x', '/dev/shm/x', '/tmp/x', 'x'):\n    try:\n"
+            "        with open(p, 'wb') as f:\n            for _ in range(12):\n                f.write(bytes(2 ** 20))\n"
+            "        print(p, 'wrote 12 MB')\n    except OSError as e:\n        print(p, e.errno)\n")
+    r = run_python(code, config=SandboxConfig(timeout_s=10, disk_mb=8, max_file_mb=64))
+    assert r.ok and "wrote" not in r.stdout, r.stdout
