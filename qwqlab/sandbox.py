@@ -7,15 +7,28 @@ security boundary; what the tests in ``tests/test_sandbox*.py`` check it does:
 - own user, pid, network, ipc, uts and mount namespaces (``--unshare-all``): the program
   sees only its own processes, has no network at all (not even the host's loopback or
   abstract unix sockets), and a filesystem made of read-only system folders (``/usr``,
-  the interpreter's prefix), a fresh ``/proc`` and ``/dev``, and two small private tmpfs
-  folders: the working directory ``/sandbox`` (``main.py`` is copied in) and ``/tmp``.
+  the interpreter's prefix), a fresh ``/proc``, a read-only root and ``/dev``, and three
+  small private tmpfs folders: the working directory ``/sandbox``, ``/tmp`` and ``/dev/shm``.
   No host file, socket or process of another run is even visible.
-- when qwqlab runs as root, bwrap itself runs as a fresh unprivileged uid per call, so
-  each run has its own ``RLIMIT_NPROC`` budget and no privilege on the host;
-- limits: a wall-clock timeout, ``RLIMIT_CPU``, ``RLIMIT_AS`` (memory), ``RLIMIT_FSIZE``,
-  ``RLIMIT_NPROC`` (processes), ``RLIMIT_CORE`` 0, and a size cap on both tmpfs folders;
+- when qwqlab runs as root, bwrap itself runs as a fresh unprivileged uid per call;
 - when the call returns, its whole pid namespace is gone: a child that called ``setsid``
-  or forked dies with the run.
+  or forked dies with the run; when qwqlab is PID 1 (a container without an init), the
+  bwrap processes handed to it are reaped (``_reap_orphans``).
+
+What is bounded, and where (no cgroup is used, so every bound is a per-run limit):
+
+- processes: ``max_processes`` (``RLIMIT_NPROC``, set by the program's first line inside the
+  sandbox, where the kernel counts it per user namespace: it holds as any user, not only root);
+- memory: ``RLIMIT_AS`` of ``memory_mb`` per process, so a run's RAM is at most
+  ``max_processes x memory_mb`` (8 GiB by default) plus its three tmpfs folders of
+  ``disk_mb`` each (192 MiB by default); nothing else in the sandbox is writable;
+- time: a wall-clock ``timeout_s`` and ``RLIMIT_CPU``; files: ``RLIMIT_FSIZE`` (``max_file_mb``,
+  which also caps captured output); ``RLIMIT_CORE`` 0.
+
+A run whose sandbox fails before the program starts (bwrap cannot create its namespaces:
+user namespaces used up, a mount refused) gets status ``"infrastructure"``, is logged, and
+the code reward counts it as "cannot be judged" (``None``), never as the program's failure:
+the program's first act is a byte on a pipe only qwqlab reads, so it cannot fake that status.
 
 Where bwrap is missing or fails its probe (macOS, no user namespaces), the **fallback**
 runs the program as a plain subprocess with the same rlimits, plus, where possible, a new
@@ -23,10 +36,11 @@ network namespace, the ``nobody`` user (when root) and a PEP 578 audit hook. **T
 a security boundary**: a program can get around the audit hook, see the host filesystem,
 and, under one shared user, signal other runs. qwqlab says so once with a
 ``SandboxWarning``. ``isolation_layers()`` and every ``RunResult.layers`` say which layers
-a run had.
+a run had. Its process cap counts every process of the user it runs as, and it writes to
+a host temporary folder (``RLIMIT_FSIZE`` per file, no size cap in all).
 
-Test results are judged **outside** the sandbox (see ``run_tests``): exiting early, or
-returning an object whose ``__eq__`` always says yes, does not pass a check.
+Tests are judged **outside** the program's sandbox (``qwqlab.code_tests``): the test code
+runs in a second sandbox, and only plain data crosses between the two.
 
 >>> run_python("print(6 * 7)").stdout  # doctest: +SKIP
 '42\\n'

@@ -13,7 +13,7 @@ from dataclasses import fields
 
 import pytest
 
-from qwqlab.config import ConfigError, load_sample_config, load_train_config
+from qwqlab.config import ConfigError, check_fields, load_sample_config, load_train_config
 from qwqlab.grpo import GRPOConfig
 from qwqlab.sandbox import SandboxConfig
 
