@@ -41,7 +41,7 @@ import select
 import sys
 import time
 
-from qwqlab.sandbox import SandboxConfig, _Started, infrastructure_failure, run_python
+from qwqlab.sandbox import SandboxConfig, Sandboxed, infrastructure_failure, run_python
 
 __all__ = ["run_tests"]
 
@@ -249,8 +249,8 @@ def _exports(header: str) -> dict | None:
 
 def _judge_case(code: str, test: str, cfg: SandboxConfig) -> bool | None:
     """One assert-style test case: True/False, or None when a sandbox failed to start."""
-    with _Started(cfg, {"main.py": code}, _SERVE, pipes=True) as cand, \
-            _Started(cfg, {"test.py": test}, _JUDGE, pipes=True) as judge:
+    with Sandboxed(cfg, {"main.py": code}, _SERVE, pipes=True) as cand, \
+            Sandboxed(cfg, {"test.py": test}, _JUDGE, pipes=True) as judge:
         deadline = time.monotonic() + cfg.timeout_s
         from_cand, from_judge = _Lines(cand.proc), _Lines(judge.proc)
         passed = False

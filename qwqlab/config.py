@@ -26,89 +26,15 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
-import numbers
 import reprlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from qwqlab.validate import check_fields, kinds, value_problem  # noqa: F401 - check_fields: the one checker
+
 
 class ConfigError(ValueError):
     """An experiment file that cannot be used; the message names the file and the key."""
-
-
-# --- the one check of settings' types and numbers ------------------------------------------
-
-_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict, "None": None}
-_WORDS = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string",
-          list: "a list", dict: "a mapping", None: "None (null in a file)"}
-#: Integers a setting may hold: 64 bits (a seed, a count); bigger ones are a typo or an attack.
-MAX_INT = 2 ** 63
-
-
-def _kinds(annotation):
-    """The types an annotation allows (``"float | None"`` -> ``(float, None)``); None if not checked."""
-    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-    kinds = []
-    for part in text.split("|"):
-        part = part.strip().split("[")[0]  # list[str] -> list
-        if part not in _TYPES:
-            return None  # an annotation this check does not know (a Path, an object): its owner checks it
-        kinds.append(_TYPES[part])
-    return tuple(kinds)
-
-
-def value_problem(value, kinds) -> str | None:
-    """Why ``value`` is not one of ``kinds`` (see ``check_fields``), or None if it is."""
-    if value is None:
-        ok = None in kinds
-    elif isinstance(value, bool):  # a bool is an int to Python, never to a setting
-        ok = bool in kinds
-    elif isinstance(value, numbers.Integral):
-        ok = (int in kinds or float in kinds) and abs(int(value)) < MAX_INT
-    elif isinstance(value, numbers.Real):
-        ok = float in kinds and math.isfinite(value)
-    elif isinstance(value, str):
-        ok = str in kinds
-    elif isinstance(value, (list, tuple)):
-        ok = list in kinds
-    elif isinstance(value, dict):
-        ok = dict in kinds
-    else:
-        ok = False
-    if ok:
-        return None
-    want = " or ".join(_WORDS[k] for k in kinds)
-    return f"must be {want}, got {reprlib.repr(value)}"
-
-
-def check_fields(obj, where: str | None = None) -> None:
-    """Every field of the dataclass ``obj`` holds its annotated type, and every number is finite.
-
-    The one place qwqlab checks settings' types: ``GRPOConfig``, ``SandboxConfig`` and the
-    experiment files all come through here. NaN passes every ``<``/``<=`` range check (each
-    comparison is False), so a ``float`` must be finite before its range is checked:
-    ``max_grad_norm=nan`` would turn every weight into NaN, ``temperature=nan`` gives one
-    repeated token. Integers must fit 64 bits; ``True`` is not an integer; an int is a float.
-
-    Raises ``ValueError`` naming ``where`` (default the class name) and the field.
-
-    >>> from dataclasses import dataclass
-    >>> @dataclass
-    ... class Knobs:
-    ...     temperature: float = 1.0
-    >>> check_fields(Knobs(float("nan")))
-    Traceback (most recent call last):
-    ...
-    ValueError: Knobs: temperature must be a finite number, got nan
-    """
-    where = where or type(obj).__name__
-    for f in fields(obj):
-        kinds = _kinds(f.type)
-        if kinds is not None:
-            problem = value_problem(getattr(obj, f.name), kinds)
-            if problem:
-                raise ValueError(f"{where}: {f.name} {problem}")
 
 
 # --- reading a file ----------------------------------------------------------------------
@@ -376,7 +302,7 @@ def load_sample_config(path) -> SampleConfig:
     _check(where, cfg)
     _refuse_unknown(f"{where}: sampling", cfg.sampling, SAMPLING_KEYS)
     for key, value in cfg.sampling.items():
-        problem = value_problem(value, _kinds(SAMPLING_TYPES[key]))
+        problem = value_problem(value, kinds(SAMPLING_TYPES[key]))
         if problem:
             raise ConfigError(f"{where}: sampling.{key} {problem}; fix that value in the file")
     if cfg.num_problems < 1:

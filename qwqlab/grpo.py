@@ -32,7 +32,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qwqlab.config import check_fields
+from qwqlab.validate import check_fields
 from qwqlab.logprobs import prefix_tree, shared_prefix_logprobs, tree_attention_ok, tree_logprobs, tree_pays
 from qwqlab.models import prepare_for_training
 from qwqlab.rewards import MAX_ABS_REWARD, reward_name, score_rewards, task_reward

@@ -413,7 +413,7 @@ def make_code_reward(timeout_s: float = 2.0, memory_mb: int = 512, all_or_nothin
     def code_reward(prompts, completions, **kwargs):
         from concurrent.futures import ThreadPoolExecutor
 
-        from qwqlab.sandbox import run_tests
+        from qwqlab.code_tests import run_tests
 
         n = len(completions)
         tests = _column(kwargs, "test_cases", n)

@@ -61,7 +61,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-__all__ = ["SandboxConfig", "RunResult", "SandboxWarning", "run_python", "run_tests", "isolation_layers"]
+__all__ = ["SandboxConfig", "RunResult", "SandboxWarning", "Sandboxed", "run_python", "isolation_layers"]
 
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
@@ -94,7 +94,7 @@ class SandboxConfig:
     python: str | None = None        # interpreter; default sys.executable (see _interpreters)
 
     def __post_init__(self):
-        from qwqlab.config import check_fields
+        from qwqlab.validate import check_fields
 
         check_fields(self)  # types, and finite numbers: timeout_s=nan passes `<= 0`
         if self.timeout_s <= 0:
@@ -509,8 +509,10 @@ def _reap_orphans() -> int:
     return reaped
 
 
-class _Started:
-    """One sandboxed process (the bootstrap, then ``mode``), and everything to end it cleanly."""
+class Sandboxed:
+    """One sandboxed process (the bootstrap, then ``mode``: Python run after it, e.g. ``_RUN``), and
+    everything to end it cleanly; a context manager. ``pipes`` gives it a stdout pipe instead of a file
+    (``qwqlab.code_tests`` talks to its two sandboxes that way)."""
 
     def __init__(self, cfg: SandboxConfig, files: dict[str, str], mode: str, pipes: bool):
         self.cfg, self.plan = cfg, _plan(cfg)
@@ -606,7 +608,7 @@ class _Started:
             pass
 
 
-def infrastructure_failure(run: _Started, stderr: str) -> RunResult:
+def infrastructure_failure(run: Sandboxed, stderr: str) -> RunResult:
     """The sandbox never started the program (bwrap failed: no user namespaces left, a mount
     refused ...): the machine's failure, not the program's. Logged; the result cannot be judged."""
     logging.getLogger(__name__).warning(
@@ -617,7 +619,7 @@ def infrastructure_failure(run: _Started, stderr: str) -> RunResult:
 
 def _execute(code: str, stdin: str, cfg: SandboxConfig) -> RunResult:
     """One run of ``code`` as ``__main__`` in the sandbox this machine has."""
-    with _Started(cfg, {"main.py": code}, _RUN, pipes=False) as run:
+    with Sandboxed(cfg, {"main.py": code}, _RUN, pipes=False) as run:
         timed_out = False
         try:
             run.proc.communicate(stdin.encode("utf-8", errors="replace"), timeout=cfg.timeout_s)
@@ -670,10 +672,3 @@ def run_python(code: str, stdin: str = "", config: SandboxConfig | None = None) 
         config: limits and isolation; ``SandboxConfig()`` by default.
     """
     return _execute(code, stdin, config or SandboxConfig())
-
-
-def run_tests(code: str, test_cases: list, config: SandboxConfig | None = None) -> list[bool | None]:
-    """``qwqlab.code_tests.run_tests``: each test case judged outside the program's sandbox."""
-    from qwqlab.code_tests import run_tests as judged
-
-    return judged(code, test_cases, config)

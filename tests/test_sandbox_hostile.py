@@ -20,7 +20,8 @@ import pytest
 
 import qwqlab.sandbox as S
 from qwqlab.rewards import make_code_reward
-from qwqlab.sandbox import SandboxConfig, isolation_layers, run_python, run_tests
+from qwqlab.code_tests import run_tests
+from qwqlab.sandbox import SandboxConfig, isolation_layers, run_python
 
 BWRAP = isolation_layers()["bwrap"]
 needs_bwrap = pytest.mark.skipif(not BWRAP, reason="bubblewrap cannot run here (`sudo apt-get install bubblewrap`)")
@@ -207,7 +208,7 @@ def test_a_sandbox_that_fails_to_start_cannot_be_judged(monkeypatch, caplog):
 def _pid_ns_script(tmp_path) -> str:
     path = tmp_path / "pid1.py"
     path.write_text(
-        "import os\nfrom qwqlab.sandbox import run_python, run_tests\nassert os.getpid() == 1\n"
+        "import os\nfrom qwqlab.code_tests import run_tests\nfrom qwqlab.sandbox import run_python\nassert os.getpid() == 1\n"
         "for _ in range(3):\n    run_python('print(1)')\n"
         f"run_tests({HONEST!r}, ['assert add(1, 2) == 3'])\n"
         "zombies = [e for e in os.listdir('/proc') if e.isdigit() and open(f'/proc/{e}/stat').read()"
