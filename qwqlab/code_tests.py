@@ -218,13 +218,21 @@ class _Lines:
         return line.decode("utf-8", errors="replace")
 
 
-def _send(proc, text: str) -> bool:
-    try:
-        proc.stdin.write((text + "\n").encode("utf-8", errors="backslashreplace"))
-        proc.stdin.flush()
-        return True
-    except (BrokenPipeError, OSError, ValueError):
-        return False
+def _send(proc, text: str, deadline: float) -> bool:
+    """Write one line to a process before the deadline (a program that stops reading cannot block qwqlab)."""
+    data, fd = (text + "\n").encode("utf-8", errors="backslashreplace"), proc.stdin.fileno()
+    os.set_blocking(fd, False)
+    while data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([], [fd], [], left)[1]:
+            return False
+        try:
+            data = data[os.write(fd, data):]
+        except BlockingIOError:
+            continue
+        except OSError:  # BrokenPipeError: it has gone
+            return False
+    return True
 
 
 def _exports(header: str) -> dict | None:
@@ -256,7 +264,7 @@ def _judge_case(code: str, test: str, cfg: SandboxConfig) -> bool | None:
         passed = False
         header = from_cand.read(deadline)
         exports = None if header is None else _exports(header)
-        if exports is not None and _send(judge.proc, _plain_text(exports)):
+        if exports is not None and _send(judge.proc, _plain_text(exports), deadline):
             while (line := from_judge.read(deadline)) is not None:
                 if line == "PASS":
                     passed = True
@@ -267,7 +275,7 @@ def _judge_case(code: str, test: str, cfg: SandboxConfig) -> bool | None:
                     call = _parse(line[5:])
                 except ValueError:
                     break
-                reply = from_cand.read(deadline) if _send(cand.proc, _plain_text(call)) else None
+                reply = from_cand.read(deadline) if _send(cand.proc, _plain_text(call), deadline) else None
                 if reply is None:
                     break  # the program died, left or hung: the test fails
                 try:
@@ -276,7 +284,7 @@ def _judge_case(code: str, test: str, cfg: SandboxConfig) -> bool | None:
                                                      and len(value) == 2 and all(isinstance(v, str) for v in value))
                 except ValueError:
                     ok = False
-                if not ok or not _send(judge.proc, reply[:2] + _plain_text(value)):
+                if not ok or not _send(judge.proc, reply[:2] + _plain_text(value), deadline):
                     break
             if passed:
                 try:

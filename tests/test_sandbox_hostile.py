@@ -258,3 +258,12 @@ def test_every_writable_place_is_bounded():
             "        print(p, 'wrote 12 MB')\n    except OSError as e:\n        print(p, e.errno)\n")
     r = run_python(code, config=SandboxConfig(timeout_s=10, disk_mb=8, max_file_mb=64))
     assert r.ok and "wrote" not in r.stdout, r.stdout
+
+
+def test_a_program_that_stops_reading_cannot_block_the_judge():
+    """It announces its names early, then never reads: a big call must not block qwqlab's write."""
+    code = ("import os, time\nfor fd in range(3, 30):\n    try:\n        os.write(fd, b\"{'add': ('call',)}\\n\")\n"
+            "    except OSError:\n        pass\ntime.sleep(60)\n")
+    start = time.perf_counter()
+    assert run_tests(code, ["assert add('x' * 300000, '') == 'x'"], SandboxConfig(timeout_s=2)) == [False]
+    assert time.perf_counter() - start < 2 + 5  # the run's timeout, plus slack for 2 loaded cores
