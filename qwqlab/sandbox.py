@@ -395,17 +395,23 @@ _CHILDREN_LOCK = threading.Lock()
 _LIVE: set[int] = set()  # runs started here and not yet waited for: never reaped by _reap_orphans
 
 
-def _reaper() -> bool:
-    """Do orphaned processes come to this process? (It is PID 1, or a child subreaper.)"""
-    if os.getpid() == 1:
-        return True
-    try:
-        import ctypes
+_REAPER: dict = {}
 
-        flag = ctypes.c_int(0)
-        return _libc().prctl(37, ctypes.byref(flag), 0, 0, 0) == 0 and flag.value == 1  # PR_GET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        return False
+
+def _reaper() -> bool:
+    """Do orphaned processes come to this process? (It is PID 1, or a child subreaper; asked once per pid.)"""
+    pid = os.getpid()
+    if pid not in _REAPER:
+        _REAPER.clear()
+        try:
+            import ctypes
+
+            flag = ctypes.c_int(0)
+            sub = _libc().prctl(37, ctypes.byref(flag), 0, 0, 0) == 0 and flag.value == 1  # PR_GET_CHILD_SUBREAPER
+        except (OSError, AttributeError):
+            sub = False
+        _REAPER[pid] = pid == 1 or sub
+    return _REAPER[pid]
 
 
 def _reap_orphans() -> int:
