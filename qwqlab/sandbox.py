@@ -15,13 +15,16 @@ security boundary; what the tests in ``tests/test_sandbox*.py`` check it does:
   or forked dies with the run; when qwqlab is PID 1 (a container without an init), the
   bwrap processes handed to it are reaped (``_reap_orphans``).
 
-What is bounded, and where (no cgroup is used, so every bound is a per-run limit):
+What is bounded, and where:
 
 - processes: ``max_processes`` (``RLIMIT_NPROC``, set by the program's first line inside the
   sandbox, where the kernel counts it per user namespace: it holds as any user, not only root);
-- memory: ``RLIMIT_AS`` of ``memory_mb`` per process, so a run's RAM is at most
-  ``max_processes x memory_mb`` (8 GiB by default) plus its three tmpfs folders of
-  ``disk_mb`` each (192 MiB by default); nothing else in the sandbox is writable;
+- memory, where a memory cgroup can be made (root on cgroup v1; layer ``memory_cgroup``): the
+  whole run, every process and its tmpfs files together, gets ``run_memory_mb`` (default
+  ``memory_mb + 3 x disk_mb``); a run the kernel's OOM killer stopped is ``"memory"``;
+- memory everywhere: ``RLIMIT_AS`` of ``memory_mb`` per process, so without a cgroup a run's
+  RAM is at most ``max_processes x memory_mb`` (8 GiB by default) plus its three tmpfs folders
+  of ``disk_mb`` each (192 MiB by default); nothing else in the sandbox is writable;
 - time: a wall-clock ``timeout_s`` and ``RLIMIT_CPU``; files: ``RLIMIT_FSIZE`` (``max_file_mb``,
   which also caps captured output); ``RLIMIT_CORE`` 0.
 
@@ -68,7 +71,7 @@ __all__ = ["SandboxConfig", "RunResult", "SandboxWarning", "Sandboxed", "run_pyt
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 #: Every layer a run can have; ``isolation_layers()`` answers for each.
-LAYERS = ("bwrap", "limits", "network_namespace", "pid_namespace", "mount_namespace",
+LAYERS = ("bwrap", "limits", "memory_cgroup", "network_namespace", "pid_namespace", "mount_namespace",
           "unprivileged_user", "audit_hook")
 _ISOLATION = ("auto", "bwrap", "subprocess")
 
@@ -87,6 +90,8 @@ class SandboxConfig:
     max_output_chars: int = 100_000  # stdout/stderr kept in the result
     max_processes: int = 16          # processes (and threads) one run may have, whoever runs it
     disk_mb: int = 64                # bwrap: size of each private tmpfs (/sandbox, /tmp, /dev/shm)
+    run_memory_mb: int | None = None  # the whole run's RAM, tmpfs included, where a memory cgroup can be
+    #                                  made (root on cgroup v1); default memory_mb + 3 x disk_mb
     isolation: str = "auto"          # "auto": bwrap if it works, else the fallback (with a warning);
     #                                  "bwrap": bwrap or RuntimeError; "subprocess": the fallback on purpose
     isolate_network: bool = True     # fallback: a new network namespace when the kernel allows it
@@ -158,8 +163,8 @@ def _user_ids(name: str) -> tuple[int, int] | None:
         return None
 
 
-def _limits(cfg: SandboxConfig, netns: int, ids: tuple[int, int] | None):
-    """The function run in the child between fork and exec: limits, namespace, user.
+def _limits(cfg: SandboxConfig, netns: int, ids: tuple[int, int] | None, cgroup_procs: str | None = None):
+    """The function run in the child between fork and exec: cgroup, limits, namespace, user.
 
     It only calls pre-resolved functions (no imports), as a ``preexec_fn`` must when the
     parent may have other threads.
@@ -171,6 +176,10 @@ def _limits(cfg: SandboxConfig, netns: int, ids: tuple[int, int] | None):
     setrlimit = resource.setrlimit
 
     def preexec():
+        if cgroup_procs is not None:  # every process of the run is born in the run's memory cgroup
+            fd = os.open(cgroup_procs, os.O_WRONLY)
+            os.write(fd, b"0")
+            os.close(fd)
         setrlimit(resource.RLIMIT_AS, (mem, mem))
         setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
@@ -298,6 +307,7 @@ def _plan(cfg: SandboxConfig) -> _Plan:
             ok, reason = _probe_bwrap(cfg, python, as_root)
             if ok:
                 layers = ("bwrap", "limits", "network_namespace", "pid_namespace", "mount_namespace")
+                layers += ("memory_cgroup",) if _memory_cgroups() else ()
                 return _Plan("bwrap", os.path.realpath(python), layers + (("unprivileged_user",) if as_root else ()),
                              fresh_uid=as_root)
     elif cfg.isolation != "subprocess":
@@ -320,7 +330,7 @@ def _plan(cfg: SandboxConfig) -> _Plan:
         flags = _CLONE_NEWNET if root else _CLONE_NEWUSER | _CLONE_NEWNET
         if _probe(python, flags, ids):
             netns = flags
-    layers = ["limits"]
+    layers = ["limits"] + (["memory_cgroup"] if _memory_cgroups() else [])
     if netns:
         layers.append("network_namespace")
     if ids is not None:
@@ -436,6 +446,63 @@ def _reap_orphans() -> int:
     return reaped
 
 
+_CGROUP: dict = {}
+
+
+def _memory_cgroups() -> str | None:
+    """A folder where this process may make memory cgroups (cgroup v1's memory controller, as
+    root: its own cgroup's folder); None where it may not (cgroup v2 without delegation, not root)."""
+    if "root" not in _CGROUP:
+        _CGROUP["root"] = None
+        try:
+            with open("/proc/self/cgroup") as f:
+                for line in f:
+                    _, controllers, path = line.rstrip("\n").split(":", 2)
+                    if "memory" in controllers.split(","):
+                        for d in ("/sys/fs/cgroup/memory" + path.rstrip("/"), "/sys/fs/cgroup/memory"):
+                            if os.path.isfile(os.path.join(d, "memory.limit_in_bytes")) and os.access(d, os.W_OK):
+                                _CGROUP["root"] = d
+                                break
+        except (OSError, ValueError):
+            pass
+    return _CGROUP["root"]
+
+
+class _MemoryCgroup:
+    """One run's memory cgroup: its processes and their tmpfs files together get ``run_memory_mb``."""
+
+    def __init__(self, cfg: SandboxConfig, root: str):
+        limit = (cfg.run_memory_mb or cfg.memory_mb + 3 * cfg.disk_mb) * 2 ** 20
+        self.path = os.path.join(root, f"qwqlab-{secrets.token_hex(6)}")
+        os.mkdir(self.path)
+        try:
+            for name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"):  # RAM, then RAM + swap
+                if os.path.exists(os.path.join(self.path, name)):
+                    with open(os.path.join(self.path, name), "w") as f:
+                        f.write(str(limit))
+        except OSError:
+            self.remove()
+            raise
+        self.procs = os.path.join(self.path, "cgroup.procs")
+
+    def oom_killed(self) -> bool:
+        try:
+            with open(os.path.join(self.path, "memory.oom_control")) as f:
+                return any(line.split()[0] == "oom_kill" and int(line.split()[1]) > 0 for line in f)
+        except (OSError, ValueError, IndexError):
+            return False
+
+    def remove(self) -> None:
+        for _ in range(50):  # the run's processes are dead; the kernel may take a moment to let go
+            try:
+                os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.01)
+
+
 class Sandboxed:
     """One sandboxed process (``BOOTSTRAP``, then ``mode``: Python run after it, e.g. ``RUN``), and
     everything to end it cleanly; a context manager. ``pipes`` gives it a stdout pipe instead of a file
@@ -446,10 +513,13 @@ class Sandboxed:
         self.capture = tempfile.mkdtemp(prefix="qwqlab-capture-")  # host-only: the program gets descriptors
         self.marker, marker_w = os.pipe()
         os.set_blocking(self.marker, False)
-        self.fds, self.uid, self.workdir, self.proc = [marker_w], None, None, None
+        self.fds, self.uid, self.workdir, self.proc, self.cgroup = [marker_w], None, None, None, None
         argv = ["-I", "-S", "-c", BOOTSTRAP + mode, "1" if self.plan.kind == "subprocess" and cfg.audit_hook else "0",
                 str(marker_w), str(cfg.max_processes)]
         try:
+            if "memory_cgroup" in self.plan.layers:
+                self.cgroup = _MemoryCgroup(cfg, _memory_cgroups())
+            procs = None if self.cgroup is None else self.cgroup.procs
             if self.plan.kind == "bwrap":
                 mounts = []
                 for name, text in files.items():
@@ -459,7 +529,7 @@ class Sandboxed:
                     self.uid = _fresh_uid()
                 cmd = _bwrap_args(cfg, self.plan.python) + mounts + [self.plan.python] + argv
                 env = dict(_ENV, HOME="/sandbox", TMPDIR="/tmp")
-                kwargs = dict(preexec_fn=_limits(cfg, 0, None if self.uid is None else (self.uid, self.uid)))
+                kwargs = dict(preexec_fn=_limits(cfg, 0, None if self.uid is None else (self.uid, self.uid), procs))
             else:
                 self.workdir = tempfile.mkdtemp(prefix="qwqlab-sandbox-")
                 for name, text in files.items():
@@ -470,7 +540,7 @@ class Sandboxed:
                         os.chown(p, *self.plan.ids)
                 cmd = [self.plan.python] + argv
                 env = dict(_ENV, HOME=self.workdir, TMPDIR=self.workdir)
-                kwargs = dict(cwd=self.workdir, preexec_fn=_limits(cfg, self.plan.netns, self.plan.ids))
+                kwargs = dict(cwd=self.workdir, preexec_fn=_limits(cfg, self.plan.netns, self.plan.ids, procs))
             with open(os.path.join(self.capture, "stdout"), "wb") as out, \
                     open(os.path.join(self.capture, "stderr"), "wb") as err, _CHILDREN_LOCK:  # before any reaper sees it
                 self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE,
@@ -526,6 +596,8 @@ class Sandboxed:
 
     def __exit__(self, *exc):
         self.end()
+        if self.cgroup is not None:
+            self.cgroup.remove()
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
         shutil.rmtree(self.capture, ignore_errors=True)
@@ -561,7 +633,8 @@ def _execute(code: str, stdin: str, cfg: SandboxConfig) -> RunResult:
         if not run.started():
             return infrastructure_failure(run, stderr)
         rc = run.returncode()
-        return RunResult(_status(rc, timed_out, stderr), rc, stdout, stderr, wall, run.plan.layers)
+        status = "memory" if run.cgroup is not None and run.cgroup.oom_killed() else _status(rc, timed_out, stderr)
+        return RunResult(status, rc, stdout, stderr, wall, run.plan.layers)
 
 
 def _kill(proc: subprocess.Popen, plan: _Plan) -> None:

@@ -267,3 +267,15 @@ def test_a_program_that_stops_reading_cannot_block_the_judge():
     start = time.perf_counter()
     assert run_tests(code, ["assert add('x' * 300000, '') == 'x'"], SandboxConfig(timeout_s=2)) == [False]
     assert time.perf_counter() - start < 2 + 5  # the run's timeout, plus slack for 2 loaded cores
+
+
+@pytest.mark.skipif(not isolation_layers()["memory_cgroup"], reason="no memory cgroup can be made here (root on cgroup v1)")
+def test_a_run_cannot_multiply_its_memory_by_forking():
+    """RLIMIT_AS is per process: 6 forks each held 60 MB under a 100 MB limit. The run's cgroup holds them all."""
+    code = ("import os, time\nkids = []\nfor i in range(6):\n    pid = os.fork()\n    if pid == 0:\n"
+            "        x = bytearray(60 * 2 ** 20)\n        for j in range(0, len(x), 4096):\n            x[j] = 1\n"
+            "        time.sleep(1)\n        os._exit(0)\n    kids.append(pid)\n"
+            "print(sum(os.waitpid(p, 0)[1] == 0 for p in kids))\n")
+    # tiny on purpose: a 124 MB run (100 + 3 x 8), so the test itself never holds more than that
+    r = run_python(code, config=SandboxConfig(timeout_s=10, memory_mb=100, disk_mb=8))
+    assert r.status == "memory" and int(r.stdout) < 6, (r.status, r.stdout)
