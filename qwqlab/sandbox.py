@@ -13,7 +13,7 @@ security boundary; what the tests in ``tests/test_sandbox*.py`` check it does:
 - when qwqlab runs as root, bwrap itself runs as a fresh unprivileged uid per call;
 - when the call returns, its whole pid namespace is gone: a child that called ``setsid``
   or forked dies with the run; when qwqlab is PID 1 (a container without an init), the
-  bwrap processes handed to it are reaped (``_reap_orphans``).
+  bwrap processes handed to it are reaped (``reap_orphans``).
 
 What is bounded, and where:
 
@@ -65,6 +65,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from qwqlab.sandbox_bootstrap import BOOTSTRAP, RUN
+from qwqlab.sandbox_host import CHILDREN_LOCK, LIVE, MemoryCgroup, children, memory_cgroups, reap_orphans
 
 __all__ = ["SandboxConfig", "RunResult", "SandboxWarning", "Sandboxed", "run_python", "isolation_layers"]
 
@@ -307,7 +308,7 @@ def _plan(cfg: SandboxConfig) -> _Plan:
             ok, reason = _probe_bwrap(cfg, python, as_root)
             if ok:
                 layers = ("bwrap", "limits", "network_namespace", "pid_namespace", "mount_namespace")
-                layers += ("memory_cgroup",) if _memory_cgroups() else ()
+                layers += ("memory_cgroup",) if memory_cgroups() else ()
                 return _Plan("bwrap", os.path.realpath(python), layers + (("unprivileged_user",) if as_root else ()),
                              fresh_uid=as_root)
     elif cfg.isolation != "subprocess":
@@ -330,7 +331,7 @@ def _plan(cfg: SandboxConfig) -> _Plan:
         flags = _CLONE_NEWNET if root else _CLONE_NEWUSER | _CLONE_NEWNET
         if _probe(python, flags, ids):
             netns = flags
-    layers = ["limits"] + (["memory_cgroup"] if _memory_cgroups() else [])
+    layers = ["limits"] + (["memory_cgroup"] if memory_cgroups() else [])
     if netns:
         layers.append("network_namespace")
     if ids is not None:
@@ -368,23 +369,6 @@ def _status(rc: int | None, timed_out: bool, stderr: str) -> str:
     return "killed" if rc is not None and rc < 0 else "error"
 
 
-def _children(pid: int) -> list[tuple[int, str, str]]:
-    """``(pid, state, name)`` of each child process of ``pid``, read from /proc."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    stat = f.read()
-                name, _, rest = stat.partition(b"(")[2].rpartition(b")")
-                state, ppid = rest.split()[:2]
-                if int(ppid) == pid:
-                    out.append((int(entry), state.decode(), name.decode(errors="replace")))
-            except (OSError, ValueError, IndexError):
-                pass
-    return out
-
-
 def _fresh_uid() -> int:
     with _LOCK:
         while True:
@@ -399,108 +383,6 @@ def _memfd(name: str, text: str) -> int:
     os.write(fd, text.encode("utf-8", errors="replace"))
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
-
-
-_CHILDREN_LOCK = threading.Lock()
-_LIVE: set[int] = set()  # runs started here and not yet waited for: never reaped by _reap_orphans
-
-
-_REAPER: dict = {}
-
-
-def _reaper() -> bool:
-    """Do orphaned processes come to this process? (It is PID 1, or a child subreaper; asked once per pid.)"""
-    pid = os.getpid()
-    if pid not in _REAPER:
-        _REAPER.clear()
-        try:
-            import ctypes
-
-            flag = ctypes.c_int(0)
-            sub = _libc().prctl(37, ctypes.byref(flag), 0, 0, 0) == 0 and flag.value == 1  # PR_GET_CHILD_SUBREAPER
-        except (OSError, AttributeError):
-            sub = False
-        _REAPER[pid] = pid == 1 or sub
-    return _REAPER[pid]
-
-
-def _reap_orphans() -> int:
-    """Wait for the zombie ``bwrap`` processes the kernel handed to this process; how many.
-
-    bwrap's sandbox init is a child of the bwrap qwqlab starts; when that one exits first, the
-    init is re-parented to PID 1. When qwqlab *is* PID 1 (a container entrypoint without an
-    init) nobody waited for it, so every run left a zombie and a code-reward run filled the
-    pid limit. Only zombies named bwrap that are not a run in flight are waited for, never
-    another child of the program's.
-    """
-    if not _reaper():
-        return 0
-    reaped = 0
-    with _CHILDREN_LOCK:
-        for pid, state, name in _children(os.getpid()):
-            if state == "Z" and name == "bwrap" and pid not in _LIVE:
-                try:
-                    reaped += os.waitpid(pid, os.WNOHANG)[0] == pid
-                except ChildProcessError:
-                    pass
-    return reaped
-
-
-_CGROUP: dict = {}
-
-
-def _memory_cgroups() -> str | None:
-    """A folder where this process may make memory cgroups (cgroup v1's memory controller, as
-    root: its own cgroup's folder); None where it may not (cgroup v2 without delegation, not root)."""
-    if "root" not in _CGROUP:
-        _CGROUP["root"] = None
-        try:
-            with open("/proc/self/cgroup") as f:
-                for line in f:
-                    _, controllers, path = line.rstrip("\n").split(":", 2)
-                    if "memory" in controllers.split(","):
-                        for d in ("/sys/fs/cgroup/memory" + path.rstrip("/"), "/sys/fs/cgroup/memory"):
-                            if os.path.isfile(os.path.join(d, "memory.limit_in_bytes")) and os.access(d, os.W_OK):
-                                _CGROUP["root"] = d
-                                break
-        except (OSError, ValueError):
-            pass
-    return _CGROUP["root"]
-
-
-class _MemoryCgroup:
-    """One run's memory cgroup: its processes and their tmpfs files together get ``run_memory_mb``."""
-
-    def __init__(self, cfg: SandboxConfig, root: str):
-        limit = (cfg.run_memory_mb or cfg.memory_mb + 3 * cfg.disk_mb) * 2 ** 20
-        self.path = os.path.join(root, f"qwqlab-{secrets.token_hex(6)}")
-        os.mkdir(self.path)
-        try:
-            for name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"):  # RAM, then RAM + swap
-                if os.path.exists(os.path.join(self.path, name)):
-                    with open(os.path.join(self.path, name), "w") as f:
-                        f.write(str(limit))
-        except OSError:
-            self.remove()
-            raise
-        self.procs = os.path.join(self.path, "cgroup.procs")
-
-    def oom_killed(self) -> bool:
-        try:
-            with open(os.path.join(self.path, "memory.oom_control")) as f:
-                return any(line.split()[0] == "oom_kill" and int(line.split()[1]) > 0 for line in f)
-        except (OSError, ValueError, IndexError):
-            return False
-
-    def remove(self) -> None:
-        for _ in range(50):  # the run's processes are dead; the kernel may take a moment to let go
-            try:
-                os.rmdir(self.path)
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.01)
 
 
 class Sandboxed:
@@ -518,7 +400,7 @@ class Sandboxed:
                 str(marker_w), str(cfg.max_processes)]
         try:
             if "memory_cgroup" in self.plan.layers:
-                self.cgroup = _MemoryCgroup(cfg, _memory_cgroups())
+                self.cgroup = MemoryCgroup(cfg, memory_cgroups())
             procs = None if self.cgroup is None else self.cgroup.procs
             if self.plan.kind == "bwrap":
                 mounts = []
@@ -542,11 +424,11 @@ class Sandboxed:
                 env = dict(_ENV, HOME=self.workdir, TMPDIR=self.workdir)
                 kwargs = dict(cwd=self.workdir, preexec_fn=_limits(cfg, self.plan.netns, self.plan.ids, procs))
             with open(os.path.join(self.capture, "stdout"), "wb") as out, \
-                    open(os.path.join(self.capture, "stderr"), "wb") as err, _CHILDREN_LOCK:  # before any reaper sees it
+                    open(os.path.join(self.capture, "stderr"), "wb") as err, CHILDREN_LOCK:  # before any reaper sees it
                 self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE if pipes else out, stderr=err,
                                              start_new_session=True, close_fds=True, pass_fds=tuple(self.fds), **kwargs)
-                _LIVE.add(self.proc.pid)
+                LIVE.add(self.proc.pid)
         except BaseException:
             self.__exit__()
             raise
@@ -583,9 +465,9 @@ class Sandboxed:
                         pipe.close()
                     except OSError:
                         pass
-            with _CHILDREN_LOCK:
-                _LIVE.discard(self.proc.pid)
-            _reap_orphans()
+            with CHILDREN_LOCK:
+                LIVE.discard(self.proc.pid)
+            reap_orphans()
         if self.uid is not None:
             with _LOCK:
                 _UIDS_IN_USE.discard(self.uid)
@@ -646,7 +528,7 @@ def _kill(proc: subprocess.Popen, plan: _Plan) -> None:
     """
     if plan.kind == "bwrap":
         if proc.poll() is None:
-            for child, _, _ in _children(proc.pid):
+            for child, _, _ in children(proc.pid):
                 try:
                     os.kill(child, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
