@@ -32,11 +32,11 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qwqlab.validate import check_fields
 from qwqlab.logprobs import prefix_tree, shared_prefix_logprobs, tree_attention_ok, tree_logprobs, tree_pays
 from qwqlab.models import prepare_for_training
 from qwqlab.rewards import MAX_ABS_REWARD, reward_name, score_rewards, task_reward
 from qwqlab.runs import CheckpointError, check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, write_log
+from qwqlab.validate import check_fields
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that importing qwqlab stays fast
     import torch
