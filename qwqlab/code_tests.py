@@ -199,6 +199,13 @@ def _plain_text(value) -> str:
     return repr(value)
 
 
+def _ready(fd: int, event: int, seconds: float) -> bool:
+    """Is ``fd`` ready (``select.POLLIN``/``POLLOUT``) within ``seconds``? (poll: no 1024-descriptor limit)"""
+    poller = select.poll()
+    poller.register(fd, event | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(max(0, int(seconds * 1000)) + 1))
+
+
 class _Lines:
     """Lines from a process's pipe, each read before a deadline and at most ``MAX_MESSAGE_CHARS`` long."""
 
@@ -208,7 +215,7 @@ class _Lines:
     def read(self, deadline: float) -> str | None:
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
-            if left <= 0 or len(self.buf) > 4 * MAX_MESSAGE_CHARS or not select.select([self.fd], [], [], left)[0]:
+            if left <= 0 or len(self.buf) > 4 * MAX_MESSAGE_CHARS or not _ready(self.fd, select.POLLIN, left):
                 return None
             chunk = os.read(self.fd, 1 << 16)
             if not chunk:
@@ -224,7 +231,7 @@ def _send(proc, text: str, deadline: float) -> bool:
     os.set_blocking(fd, False)
     while data:
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([], [fd], [], left)[1]:
+        if left <= 0 or not _ready(fd, select.POLLOUT, left):
             return False
         try:
             data = data[os.write(fd, data):]

@@ -313,6 +313,13 @@ CHILD_DEADLINE_S = 3 * MATH_VERIFY_TIMEOUT_S + 1.0
 CHILD_EXTRA_MEMORY = 2 << 30
 
 
+def _ready(fd: int, event: int, seconds: float) -> bool:
+    """Is ``fd`` ready (``select.POLLIN``/``POLLOUT``) within ``seconds``? (poll: no 1024-descriptor limit)"""
+    poller = select.poll()
+    poller.register(fd, event | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(max(0, int(seconds * 1000)) + 1))
+
+
 def _verify_killably(pred: str, gold: str, gold_is_int: bool, breaker: CallBudget) -> float | None:
     """``_verify`` where a runaway computation can always be stopped.
 
@@ -351,7 +358,7 @@ def _verify_killably(pred: str, gold: str, gold_is_int: bool, breaker: CallBudge
     try:
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
+            if left <= 0 or not _ready(r, select.POLLIN, left):
                 break  # out of time
             chunk = os.read(r, 4096)
             if not chunk:
