@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING
 
 from qwqlab.logprobs import prefix_tree, shared_prefix_logprobs, tree_attention_ok, tree_logprobs, tree_pays
 from qwqlab.models import prepare_for_training
-from qwqlab.rewards import reward_name, score_rewards, task_reward
+from qwqlab.rewards import MAX_ABS_REWARD, reward_name, score_rewards, task_reward
 from qwqlab.runs import CheckpointError, check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, write_log
+from qwqlab.validate import check_fields
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that importing qwqlab stays fast
     import torch
@@ -322,6 +323,8 @@ class GRPOConfig:
     progress: bool = _bookkeeping("Show a tqdm progress bar.", True)
 
     def __post_init__(self):
+        check_fields(self)  # types, and every float finite, before the ranges below (NaN passes any `<`)
+
         def bad(msg):
             raise ValueError(f"GRPOConfig: {msg}")
         if self.num_generations < 2:
@@ -783,6 +786,8 @@ def step_log(step: int, batch: RolloutBatch, update: dict, trained_rows: int, ti
     for name, vals in batch.per_func.items():
         ok = [float(v) for v in vals if v is not None and math.isfinite(float(v))]
         row[f"reward/{name}"] = sum(ok) / len(ok) if ok else float("nan")
+        # None (a failed sandbox, no gold answer), NaN, inf or absurd: what the weighted sum skipped
+        row[f"unjudged/{name}"] = sum(v is None or not abs(float(v)) <= MAX_ABS_REWARD for v in vals)
     return row
 
 
