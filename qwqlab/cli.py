@@ -78,10 +78,11 @@ def _train(args):
         # torchrun, not `accelerate launch`: on a CPU the latter started one process here (lab notes).
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.nproc_per_node),
                "--master_port", str(args.master_port), "-m", "qwqlab", "train", args.config, "--engine", "trl"]
+        cmd += ["--resume"] if args.resume else []
         return subprocess.call(cmd, env=dict(os.environ))
     from qwqlab.launch import train
 
-    summary = train(cfg, engine=args.engine)
+    summary = train(cfg, engine=args.engine, resume=args.resume)
     print(json.dumps(summary, indent=2))
 
 
@@ -141,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--nproc-per-node", type=int, default=1,
                    help="start this many processes with torchrun (needs --engine trl)")
     r.add_argument("--master-port", type=int, default=29513, help="torchrun's rendezvous port")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the run in out: from its last checkpoint (refused if the experiment changed; "
+                   "only grpo's speed and bookkeeping knobs may); without it a folder holding a run is refused")
     r.set_defaults(func=_train)
 
     s = sub.add_parser("sample", help="the resumable rollout table from an experiment file, one shard of N",

@@ -67,8 +67,45 @@ def _load(cfg):
     return load_model(cfg.model, bits=cfg.bits, device=device, verbose=rank == 0)
 
 
-def train(cfg, engine: str = "qwqlab") -> dict:
-    """Run a ``qwqlab.config.TrainConfig``; returns a summary (also written to ``out/summary-rank<R>.json``)."""
+def run_identity(cfg, engine: str, task, reward_funcs) -> dict:
+    """What makes this ``qwqlab train`` run the experiment it is: ``train_grpo``'s ``run_settings``
+    plus the model, its bits and the engine (their checkpoints differ), as a resume compares them."""
+    from qwqlab.grpo import run_settings
+
+    settings = run_settings(cfg.grpo, task, reward_funcs)
+    settings.update(model=cfg.model, bits=cfg.bits, engine=engine)
+    return settings
+
+
+def _claim_out(out: Path, settings: dict, resume: bool) -> None:
+    """Refuse to start over a run's log and checkpoints; on ``resume``, refuse another experiment.
+
+    ``out/run.json`` holds the settings of the run that owns ``out``; a resume checks them with
+    ``train_grpo``'s rules (``qwqlab.runs.check_resumable``: only speed and bookkeeping knobs
+    may change). Nothing in ``out`` is deleted.
+    """
+    from qwqlab.grpo import RESUME_MAY_CHANGE
+    from qwqlab.runs import check_resumable
+
+    held = [p.name for p in (out / "log.jsonl", out / "checkpoints", out / "trl", out / "run.json") if p.exists()]
+    if not resume and held:
+        raise RuntimeError(f"{out} already holds a run ({', '.join(held)}); pass --resume to continue it from its "
+                           "last checkpoint, or set another out: in the experiment file (nothing was deleted)")
+    if (out / "run.json").exists():
+        check_resumable(out, settings, RESUME_MAY_CHANGE)
+    else:
+        (out / "run.json").write_text(json.dumps({"settings": settings}, indent=2))
+
+
+def train(cfg, engine: str = "qwqlab", resume: bool = False) -> dict:
+    """Run a ``qwqlab.config.TrainConfig``; returns a summary (also written to ``out/summary-rank<R>.json``).
+
+    Both engines save checkpoints (trainable weights, optimizer and RNG state, the log) every
+    ``grpo.checkpoint_every`` steps and at the end: ``train_grpo``'s in ``out/checkpoints``,
+    TRL's (adapters or full weights, Trainer state) in ``out/trl/checkpoint-N``. With ``resume``
+    the run continues from the last complete one; ``out/log.jsonl`` keeps its rows up to there
+    and the later steps are appended.
+    """
     if engine not in ("qwqlab", "trl"):
         raise ValueError(f"engine must be 'qwqlab' or 'trl', not {engine!r}")
     rank, size = world()
@@ -78,20 +115,29 @@ def train(cfg, engine: str = "qwqlab") -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    model, tok = _load(cfg)
     task = cfg.build_task()
     reward_funcs, _ = cfg.reward_funcs()
+    if rank == 0:  # a refusal here ends rank 0, and torchrun then stops the other ranks
+        _claim_out(out, run_identity(cfg, engine, task, reward_funcs), resume)
+    model, tok = _load(cfg)
     initial = weights_digest(model)
     if engine == "qwqlab":
         from dataclasses import replace
 
         from qwqlab.grpo import train_grpo
-        grpo = replace(cfg.grpo, log_file=str(out / "log.jsonl"))
+        grpo = replace(cfg.grpo, log_file=str(out / "log.jsonl"), checkpoint_dir=str(out / "checkpoints"),
+                       resume=resume)
         log = train_grpo(model, tok, task, reward_funcs, grpo)
         steps, trained = len(log), model
     else:
+        from qwqlab.runs import latest_trainer_checkpoint, trim_log
+
         trainer = build_trl_trainer(cfg, model, tok, task, reward_funcs)
-        trainer.train()
+        last = latest_trainer_checkpoint(trainer.args.output_dir, size) if resume else None
+        if last is not None and rank == 0:
+            trim_log(out / "log.jsonl", int(last.name.split("-")[-1]))
+        _barrier()
+        trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
         steps, trained = trainer.state.global_step, trainer.model
     digest = weights_digest(trained)
     (out / f"weights-rank{rank}.sha256").write_text(digest + "\n")
@@ -102,12 +148,21 @@ def train(cfg, engine: str = "qwqlab") -> dict:
     return summary
 
 
+def _barrier():
+    """Wait for every rank (a no-op in one process, or before torch.distributed is set up)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def build_trl_trainer(cfg, model, tokenizer, task, reward_funcs):
     """TRL's ``GRPOTrainer`` for the experiment, with the same global batch on any number of ranks.
 
-    ``to_trl_config`` gives one process ``num_prompts x num_generations`` completions a step;
-    on N ranks each gets 1/N of them, so a step still sees ``num_prompts`` prompts. The task's
-    own grader rides along at weight 0, so the log has ``accuracy`` as ``train_grpo``'s has.
+    ``to_trl_config`` gives each of N ranks 1/N of the ``num_prompts x num_generations``
+    completions, in micro-batches of ``grpo.micro_batch_size``, so a step still sees
+    ``num_prompts`` prompts. The task's own grader rides along at weight 0, so the log has
+    ``accuracy`` as ``train_grpo``'s has.
     """
     import torch
     import trl
@@ -127,13 +182,13 @@ def build_trl_trainer(cfg, model, tokenizer, task, reward_funcs):
     grader = task_reward(task)
     funcs = list(reward_funcs) + [grader]
     weights = list(g.reward_weights or [1.0] * len(reward_funcs)) + [0.0]
-    args = to_trl_config(g, str(Path(cfg.out) / "trl"), reward_weights=weights,
-                         per_device_train_batch_size=g.num_prompts * g.num_generations // size, **cfg.trl)
+    args = to_trl_config(g, str(Path(cfg.out) / "trl"), world_size=size, reward_weights=weights, **cfg.trl)
     dataset = trl_dataset(task, tokenizer, max(g.steps * g.num_prompts, g.num_prompts))
     model = add_lora_for_trl(model, g)
     trainer = trl.GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                               processing_class=tokenizer)
     trainer.add_callback(_TRLLog(Path(cfg.out) / "log.jsonl", grader.__name__, is_main=rank == 0))
+    trainer.add_callback(_SaveAtEnd())
     return trainer
 
 
@@ -165,22 +220,37 @@ def _trl_callback_base():
 
 
 class _TRLLog(_trl_callback_base()):
-    """Appends one ``train_grpo``-style row per TRL training step to a .jsonl (main process only)."""
+    """Appends one ``train_grpo``-style row per TRL training step to a .jsonl (main process only).
+
+    The file is never deleted: a resumed run appends after the rows its checkpoint had seen,
+    and its ``elapsed_seconds`` go on from the last of them.
+    """
 
     def __init__(self, path: Path, grader_name: str, is_main: bool):
         self.path, self.grader_name, self.is_main = path, grader_name, is_main
         self.t_last = self.t_start = time.perf_counter()
-        if is_main and path.exists():
-            path.unlink()
+        self.elapsed_before = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not self.is_main or not logs or "reward" not in logs:
             return
+        if self.elapsed_before is None:  # read once, after a resume has trimmed the log
+            rows = self.path.read_text().splitlines() if self.path.exists() else []
+            self.elapsed_before = json.loads(rows[-1]).get("elapsed_seconds", 0.0) if rows else 0.0
         now = time.perf_counter()
-        row = trl_row(logs, state.global_step, self.grader_name, now - self.t_start, now - self.t_last)
+        row = trl_row(logs, state.global_step, self.grader_name, self.elapsed_before + now - self.t_start,
+                      now - self.t_last)
         self.t_last = now
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
+
+
+class _SaveAtEnd(_trl_callback_base()):
+    """A checkpoint after the last step too, whatever ``save_steps`` is (as ``train_grpo`` saves at the end)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_save = True
 
 
 # ----------------------------------------------------------------------------- sampling, sharded
