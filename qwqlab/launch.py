@@ -54,17 +54,22 @@ def weights_digest(model) -> str:
 
 
 def _load(cfg):
-    """The model for this rank: on several CUDA ranks, all of it on the rank's own GPU (LOCAL_RANK)."""
+    """The model for this rank: on several CUDA ranks, all of it on the rank's own GPU (LOCAL_RANK);
+    under DeepSpeed ZeRO-3 in host memory at the training dtype, for DeepSpeed to shard onto the GPUs."""
     import torch
 
     from qwqlab.models import load_model
 
     rank, size = world()
-    device = "auto"
+    device, dtype = "auto", None
     if size > 1 and torch.cuda.is_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         torch.cuda.set_device(device)
-    return load_model(cfg.model, bits=cfg.bits, device=device, verbose=rank == 0)
+        if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and cfg.bits is None:
+            # Loaded whole on each GPU first, a 32B model (61 GiB in bf16) would leave no room; in
+            # host memory, each rank holds one copy until deepspeed.initialize partitions it.
+            device, dtype = "cpu", torch.bfloat16 if cfg.trl.get("bf16") else None
+    return load_model(cfg.model, bits=cfg.bits, device=device, dtype=dtype, verbose=rank == 0)
 
 
 def run_identity(cfg, engine: str, task, reward_funcs) -> dict:
