@@ -14,6 +14,7 @@ Measured on 2 CPU cores: ``torchrun --nproc_per_node 2`` starts two gloo ranks;
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -314,20 +315,59 @@ def sample(cfg, backend: str = "hf", shard: str | None = None, resume: bool = Fa
         model, tok = load_model(cfg.model, bits=cfg.bits, verbose=progress)
     else:
         raise ValueError(f"backend must be 'hf' or 'vllm', not {backend!r}")
-    return rollouts.sample(model, tok, problems, task, out=shard_path(cfg.out, index, count), resume=resume,
+    out = shard_path(cfg.out, index, count)
+    # What this shard must hold when it is done, for read_shards to tell a finished shard from a killed one.
+    generations = settings.get("num_generations", inspect.signature(rollouts.sample).parameters["num_generations"].default)
+    expected_path(out).parent.mkdir(parents=True, exist_ok=True)
+    expected_path(out).write_text(json.dumps({"shard": f"{index}/{count}", "num_problems": cfg.num_problems,
+                                              "problems": len(problems), "num_generations": generations,
+                                              "rows": len(problems) * generations}))
+    return rollouts.sample(model, tok, problems, task, out=out, resume=resume,
                            backend=backend, progress=progress,
                            model_name=cfg.model if backend == "vllm" else None, **settings)
+
+
+def expected_path(shard_file) -> Path:
+    """Where ``qwqlab sample`` notes what a shard file must hold when done: ``FILE.expected.json``."""
+    shard_file = Path(shard_file)
+    return shard_file.with_name(shard_file.name + ".expected.json")
+
+
+def _check_shard(path: Path, rows: list[dict], where: str) -> None:
+    """A shard is complete (its expected rows, every problem with all its samples) and of one run."""
+    from collections import Counter
+
+    from qwqlab.rollouts import RUN_SETTINGS
+
+    expected = json.loads(expected_path(path).read_text()) if expected_path(path).exists() else None
+    if expected is not None and len(rows) != expected["rows"]:
+        raise ValueError(f"{where} holds {len(rows)} of its {expected['rows']} rows ({expected['problems']} problems x "
+                         f"{expected['num_generations']} samples): it stopped before the end; run it again with "
+                         f"--shard {expected['shard']} --resume")
+    per_problem = Counter(str(r["problem_id"]) for r in rows)
+    for pid, n in per_problem.items():
+        want = next((r.get("num_generations") for r in rows if str(r["problem_id"]) == pid), None)
+        if want is not None and n != int(want):
+            raise ValueError(f"{where}: problem {pid!r} has {n} of its {want} samples: the shard stopped in the middle; "
+                             "run it again with --resume")
+    for key in RUN_SETTINGS:
+        values = {json.dumps(r[key], default=str) for r in rows if key in r}
+        if len(values) > 1:
+            raise ValueError(f"{where} mixes runs: {key} is {sorted(values)}; a shard must be one run's settings")
 
 
 def read_shards(out):
     """The table that ``--shard I/N`` runs wrote for ``out``, as one DataFrame (one unsharded file too).
 
-    Checks that all N shards are there and that no (problem, sample) row appears twice. Rows
-    come in the unsharded run's order: shard I's k-th problem is problem ``k x N + I``.
+    Checks that all N shards are there, that each is complete (the rows ``qwqlab sample`` noted it
+    must hold: its problems x samples; every problem with all its samples), that all shards are
+    one run (the same model, weights, seed and sampling settings: ``rollouts.RUN_SETTINGS``), and
+    that no (problem, sample) row appears twice; the error names the shard. Rows come in the
+    unsharded run's order: shard I's k-th problem is problem ``k x N + I``.
     """
     import re
 
-    from qwqlab.rollouts import RolloutStore, to_frame
+    from qwqlab.rollouts import RUN_SETTINGS, RolloutStore, to_frame
 
     out = Path(out)
     pattern = re.compile(re.escape(out.stem) + r"\.shard-(\d+)-of-(\d+)" + re.escape(out.suffix) + "$")
@@ -335,7 +375,9 @@ def read_shards(out):
                    if (m := pattern.match(p.name)))
     if not found:
         if out.exists():
-            return to_frame(RolloutStore(out).load())
+            rows = RolloutStore(out).load()
+            _check_shard(out, rows, str(out))
+            return to_frame(rows)
         raise FileNotFoundError(f"neither {out} nor its shards ({out.stem}.shard-I-of-N{out.suffix}) exist")
     counts = {n for _, n, _ in found}
     if len(counts) > 1:
@@ -344,10 +386,22 @@ def read_shards(out):
     missing = sorted(set(range(count)) - {i for i, _, _ in found})
     if missing:
         raise FileNotFoundError(f"{out}: shard(s) {missing} of {count} are missing; run them with --shard I/{count}")
-    rows, position = [], {}
+    rows, position, first = [], {}, None
     for index, _, path in found:
         seen: dict[str, int] = {}
-        for r in RolloutStore(path).load():
+        shard_rows = RolloutStore(path).load()
+        where = f"shard {index}/{count} ({path.name})"
+        _check_shard(path, shard_rows, where)
+        settings = {k: shard_rows[0].get(k) for k in RUN_SETTINGS} if shard_rows else None
+        if settings is not None:
+            if first is None:
+                first = (where, settings)
+            elif settings != first[1]:
+                diff = [f"{k}: {first[1][k]!r} in {first[0]}, {settings[k]!r} here" for k in RUN_SETTINGS
+                        if settings[k] != first[1][k]]
+                raise ValueError(f"{where} is another run than the other shards ({'; '.join(diff)}); sample it "
+                                 "again with the same experiment file")
+        for r in shard_rows:
             pid = str(r["problem_id"])
             if pid not in seen:
                 seen[pid] = len(seen) * count + index
