@@ -7,8 +7,9 @@ through the same ``qwqlab.launch`` path: LoRA (on a 4-bit base where the file sa
 activation checkpointing as the file sets it, micro-batches with gradient accumulation, a
 checkpoint after step 1, and a second launch that resumes from it to step 2.
 
-What it cannot rehearse here, it says: vLLM (CUDA only; TRL's own ``generate`` samples instead),
-bf16 (off on a CPU), and DeepSpeed ZeRO-3 when ``deepspeed`` is not installed.
+A ZeRO-3 file is rehearsed under DeepSpeed ZeRO-3 (its own DeepSpeed file, on DeepSpeed's CPU
+accelerator over gloo) when ``deepspeed`` is installed. What it cannot rehearse here, it says: vLLM
+(CUDA only; TRL's own ``generate`` samples instead), bf16 (off on a CPU), and ZeRO-3 without deepspeed.
 """
 from __future__ import annotations
 
@@ -59,6 +60,9 @@ def rehearsal_config(cfg, folder, steps: int = 2):
                    checkpoint_every=1, keep_checkpoints=2, progress=False, num_threads=2,
                    reward_weights=cfg.grpo.reward_weights)
     trl = {k: v for k, v in cfg.trl.items() if k not in CPU_DROPS}
+    zero3 = _zero3_file(cfg)
+    if zero3 is not None and _have_deepspeed():  # ZeRO-3 over gloo: DeepSpeed's CPU accelerator runs it
+        trl["deepspeed"] = str(zero3)
     rewards = [replace(r, params={**r.params, **({"max_completion_len": 32, "soft_punish_cache": 8}
                                                  if r.name == "soft_overlong" else {})}) for r in cfg.rewards]
     task, task_args = cfg.task, cfg.task_args
@@ -68,16 +72,29 @@ def rehearsal_config(cfg, folder, steps: int = 2):
                    task_args=task_args, out=str(folder / "run"))
 
 
+def _zero3_file(cfg):
+    """The DeepSpeed file of the experiment's Accelerate launch when it is ZeRO-3, else None."""
+    import yaml
+
+    from qwqlab.plan import _repo_path, read_launch
+
+    if read_launch(cfg.accelerate).zero_stage != 3:
+        return None
+    acc = yaml.safe_load(_repo_path(cfg.accelerate).read_text())
+    return _repo_path(acc["deepspeed_config"]["deepspeed_config_file"])
+
+
+def _have_deepspeed() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("deepspeed") is not None
+
+
 def dropped(cfg) -> dict:
-    """The file's settings the rehearsal leaves out, with why (also DeepSpeed without deepspeed)."""
+    """The file's settings the rehearsal leaves out, with why (also ZeRO-3 without deepspeed)."""
     out = {k: CPU_DROPS[k] for k in cfg.trl if k in CPU_DROPS}
-    from qwqlab.plan import read_launch
-    if read_launch(cfg.accelerate).zero_stage == 3:
-        try:
-            import deepspeed  # noqa: F401
-            out["deepspeed"] = "installed, but ZeRO-3 on CPU processes is not rehearsed by this command"
-        except ImportError:
-            out["deepspeed"] = "ZeRO-3 not rehearsed: deepspeed is not installed here (DDP over gloo instead)"
+    if _zero3_file(cfg) is not None and not _have_deepspeed():
+        out["deepspeed"] = ("ZeRO-3 not rehearsed: deepspeed is not installed here (`pip install 'qwqlab[deepspeed]'`); "
+                            "DDP over gloo instead")
     return out
 
 
