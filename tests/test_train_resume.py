@@ -93,8 +93,9 @@ def test_trl_run_killed_between_steps_resumes_to_the_uninterrupted_result(tmp_pa
     assert 1 <= len(killed_rows) < 3
 
     # Without --resume the folder is refused, and nothing in it is deleted.
-    proc = subprocess.run(_cmd(config, port=29643), capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert proc.returncode != 0 and "--resume" in proc.stderr
+    from qwqlab.launch import train
+    with pytest.raises(RuntimeError, match="--resume"):  # checked before any model loads
+        train(load_train_config(config), engine="trl")
     assert _lines(out) == killed_rows
 
     resumed_from = _weights(latest_trainer_checkpoint(out / "trl", 2))  # rotation may delete it later
