@@ -78,20 +78,20 @@ def read_launch(path) -> Launch:
 
     if path is None:
         return Launch()
-    p = _repo_path(path)
+    p = repo_path(path)
     acc = yaml.safe_load(p.read_text()) or {}
     stage = 0
     if acc.get("distributed_type") == "DEEPSPEED":
         ds = acc.get("deepspeed_config") or {}
         if ds.get("deepspeed_config_file"):
-            stage = int(json.loads(_repo_path(ds["deepspeed_config_file"]).read_text())
+            stage = int(json.loads(repo_path(ds["deepspeed_config_file"]).read_text())
                         .get("zero_optimization", {}).get("stage", 0))
         else:
             stage = int(ds.get("zero_stage", 0))
     return Launch(int(acc.get("num_processes", 1)), stage, str(path))
 
 
-def _repo_path(path) -> Path:
+def repo_path(path) -> Path:
     p = Path(path)
     return p if p.is_absolute() or p.exists() else REPO_ROOT / p
 
@@ -145,11 +145,6 @@ class PlanError(RuntimeError):
     """A configuration whose plan does not fit the device; the message names the knob."""
 
 
-def _shape(model) -> dict:
-    from qwqlab.models import _config_dict
-    return _config_dict(model)[1]
-
-
 def lora_parameters(cfg: dict, r: int) -> int:
     """LoRA's A and B over every linear layer of the decoder blocks ('all-linear' leaves the head out)."""
     h, layers = cfg["hidden_size"], cfg["num_hidden_layers"]
@@ -179,13 +174,13 @@ def activation_bytes(cfg: dict, sequences: int, tokens: int, completion_tokens: 
 
 def plan(cfg, gpu_gib: float = GPU_80GB_GIB, world_size: int | None = None, where: str = "config") -> Plan:
     """The per-rank memory of ``qwqlab train`` for a ``TrainConfig`` (see the module docstring)."""
-    from qwqlab.models import count_parameters, estimate_memory
+    from qwqlab.models import architecture, count_parameters, estimate_memory
     from qwqlab.trl_bridge import CHECKPOINTING_KEYS, micro_batching
 
     g, trl = cfg.grpo, dict(cfg.trl)
     launch = read_launch(cfg.accelerate)
     n = world_size or launch.num_processes
-    shape = _shape(cfg.model)
+    shape = architecture(cfg.model)
     bf16 = bool(trl.get("bf16", False)) or cfg.bits in (4, 8)
     dtype_bytes = 2 if bf16 else 4
     zero3 = launch.zero_stage == 3 and n > 1

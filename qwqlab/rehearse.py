@@ -34,11 +34,11 @@ def tiny_model(model: str, folder) -> str:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
-    from qwqlab.models import _config_dict
+    from qwqlab.models import architecture
     from qwqlab.paths import nano_dir
 
     folder = Path(folder)
-    family = _config_dict(model)[1]
+    family = architecture(model)
     nano = json.loads((nano_dir() / "config.json").read_text())
     keep = {k: nano[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                                  "num_key_value_heads", "vocab_size", "pad_token_id", "eos_token_id",
@@ -76,12 +76,12 @@ def _zero3_file(cfg):
     """The DeepSpeed file of the experiment's Accelerate launch when it is ZeRO-3, else None."""
     import yaml
 
-    from qwqlab.plan import _repo_path, read_launch
+    from qwqlab.plan import repo_path, read_launch
 
     if read_launch(cfg.accelerate).zero_stage != 3:
         return None
-    acc = yaml.safe_load(_repo_path(cfg.accelerate).read_text())
-    return _repo_path(acc["deepspeed_config"]["deepspeed_config_file"])
+    acc = yaml.safe_load(repo_path(cfg.accelerate).read_text())
+    return repo_path(acc["deepspeed_config"]["deepspeed_config_file"])
 
 
 def _have_deepspeed() -> bool:
