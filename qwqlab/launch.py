@@ -73,6 +73,12 @@ def _load(cfg):
     return load_model(cfg.model, bits=cfg.bits, device=device, dtype=dtype, verbose=rank == 0)
 
 
+#: trl: settings (prefixes) a resume may change: how memory is spent and where things run, not what is learned.
+TRL_MAY_CHANGE = ("activation_checkpointing", "gradient_checkpointing", "vllm_gpu_memory_utilization",
+                  "vllm_enable_sleep_mode", "vllm_server_", "vllm_tensor_parallel_size", "report_to", "logging_",
+                  "dataloader_", "disable_tqdm")
+
+
 def run_identity(cfg, engine: str, task, reward_funcs) -> dict:
     """What makes this ``qwqlab train`` run the experiment it is: ``train_grpo``'s ``run_settings``
     plus the model, its bits and the engine (their checkpoints differ), as a resume compares them."""
@@ -80,6 +86,9 @@ def run_identity(cfg, engine: str, task, reward_funcs) -> dict:
 
     settings = run_settings(cfg.grpo, task, reward_funcs)
     settings.update(model=cfg.model, bits=cfg.bits, engine=engine)
+    trl = {k: v for k, v in cfg.trl.items() if not k.startswith(TRL_MAY_CHANGE)}
+    # the rest of trl: is part of the experiment (bf16, use_vllm, ...); always a key, so adding one is a change
+    settings["trl"] = json.loads(json.dumps(trl, sort_keys=True, default=str))
     return settings
 
 

@@ -130,6 +130,10 @@ def test_qwqlab_engine_resumes_and_refuses_another_experiment(tmp_path):
         train(load_train_config(_config(tmp_path, "run", steps=3)), engine="qwqlab")
     with pytest.raises(CheckpointError, match="learning_rate"):  # another objective
         train(load_train_config(_config(tmp_path, "run", steps=3, lr=5e-4)), engine="qwqlab", resume=True)
+    changed = tmp_path / "trl.yaml"  # a trl: setting that changes the experiment is refused too; memory knobs are not
+    changed.write_text(_config(tmp_path, "run", steps=3).read_text() + "trl: {use_bias_correction_kl: true}\n")
+    with pytest.raises(CheckpointError, match="use_bias_correction_kl"):
+        train(load_train_config(changed), engine="qwqlab", resume=True)
     with pytest.raises(CheckpointError, match="engine"):  # another engine's checkpoints
         train(load_train_config(_config(tmp_path, "run", steps=3)), engine="trl", resume=True)
     summary = train(load_train_config(_config(tmp_path, "run", steps=3)), engine="qwqlab", resume=True)
