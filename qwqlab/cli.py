@@ -67,8 +67,20 @@ def _dashboard(args):
 
 def _train(args):
     from qwqlab.config import load_train_config
+    from qwqlab.plan import check_fits
 
     cfg = load_train_config(args.config)  # checked before any process is started
+    if args.rehearse:
+        from qwqlab.rehearse import rehearse
+
+        result = rehearse(args.config, Path(cfg.out + "-rehearsal"), nproc=max(2, args.nproc_per_node),
+                          master_port=args.master_port)
+        failed = [p for p in result["phases"] if p["returncode"]]
+        for p in result["phases"]:
+            p.pop("stderr_tail") if not p["returncode"] else None
+        print(json.dumps(result, indent=2))
+        return 1 if failed else 0
+    check_fits(cfg, args.config, gpu_gib=args.gpu_gib)  # on a GPU: refused before anything loads
     if args.nproc_per_node > 1:
         import os
         import subprocess
@@ -78,11 +90,22 @@ def _train(args):
         # torchrun, not `accelerate launch`: on a CPU the latter started one process here (lab notes).
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.nproc_per_node),
                "--master_port", str(args.master_port), "-m", "qwqlab", "train", args.config, "--engine", "trl"]
+        cmd += ["--resume"] if args.resume else []
         return subprocess.call(cmd, env=dict(os.environ))
     from qwqlab.launch import train
 
-    summary = train(cfg, engine=args.engine)
+    summary = train(cfg, engine=args.engine, resume=args.resume)
     print(json.dumps(summary, indent=2))
+
+
+def _plan(args):
+    from qwqlab.config import load_train_config
+    from qwqlab.plan import GPU_80GB_GIB, plan
+
+    cfg = load_train_config(args.config)
+    p = plan(cfg, gpu_gib=args.gpu_gib or GPU_80GB_GIB, world_size=args.processes, where=args.config)
+    print(p.table())
+    return 0 if p.fits else 1
 
 
 def _sample(args):
@@ -163,7 +186,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--nproc-per-node", type=int, default=1,
                    help="start this many processes with torchrun (needs --engine trl)")
     r.add_argument("--master-port", type=int, default=29513, help="torchrun's rendezvous port")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the run in out: from its last checkpoint (refused if the experiment changed; "
+                   "only grpo's speed and bookkeeping knobs may); without it a folder holding a run is refused")
+    r.add_argument("--rehearse", action="store_true",
+                   help="a CPU rehearsal of a GPU file: a tiny random model of the same family, 2 steps on 2 "
+                   "processes (torchrun, gloo) with the file's LoRA/bits/checkpointing, micro-batches, a save and "
+                   "a resume (qwqlab.rehearse); written next to out: (OUT-rehearsal)")
+    r.add_argument("--gpu-gib", type=float, default=None,
+                   help="check the memory plan against this many GiB per GPU (default: the visible GPU's; "
+                   "no check without CUDA)")
     r.set_defaults(func=_train)
+
+    pl = sub.add_parser("plan", help="memory per rank of an experiment file's training run, and whether it fits",
+                        description="Count what each rank of `qwqlab train CONFIG --engine trl` holds (weights at "
+                        "their bits, LoRA/optimizer state, activations of one micro-batch, reference model, "
+                        "vLLM's share) for the file's Accelerate launch, and say whether it fits. Exit 1 if not.")
+    pl.add_argument("config", help="the experiment file (see configs/)")
+    pl.add_argument("--gpu-gib", type=float, default=None, help="memory per GPU (default 79.6 GiB: an 80 GB GPU)")
+    pl.add_argument("--processes", type=int, default=None, help="ranks (default: the accelerate: file's num_processes)")
+    pl.set_defaults(func=_plan)
 
     s = sub.add_parser("sample", help="the resumable rollout table from an experiment file, one shard of N",
                        description="Sample num_generations completions per problem (qwqlab.rollouts.sample) into a "

@@ -12,6 +12,7 @@ knobs under ``grpo:`` with the same names as ``qwqlab.grpo.GRPOConfig``::
       - {name: kimi_length, weight: 2.0, num_generations: 8}
     grpo: {steps: 50, num_prompts: 16, num_generations: 8, learning_rate: 2.0e-4}
     trl: {bf16: true}          # --engine trl only: other fields of trl.GRPOConfig (use_vllm ...)
+    accelerate: null           # the Accelerate file it is launched with (`qwqlab plan` reads its ranks)
     out: runs/correctness      # log.jsonl (one row per step) and the weights' digest go here
 
 A sampling file has ``model``, ``task``, ``task_args``, ``num_problems``, ``bits`` and the
@@ -206,6 +207,9 @@ class TrainConfig:
     rewards: list = field(default_factory=list)  # RewardSpec; empty = the task's own grader
     grpo: object = None  # qwqlab.grpo.GRPOConfig
     trl: dict = field(default_factory=dict)  # --engine trl only: more trl.GRPOConfig fields (use_vllm, bf16 ...)
+    # The Accelerate config file the run is launched with (configs/accelerate/...): its number of
+    # processes and DeepSpeed stage are what `qwqlab plan` counts per rank.
+    accelerate: str | None = None
     out: str = "runs/train"
 
     def reward_funcs(self):
@@ -229,12 +233,22 @@ def check_trl_keys(where: str, trl_settings: dict) -> None:
 
     _refuse_unknown(f"{where}: trl", trl_settings, [f.name for f in dc_fields(trl.GRPOConfig)])
     # What qwqlab.trl_bridge.to_trl_config derives from grpo: (the one place those knobs are set).
-    owned = {"learning_rate", "num_generations", "max_completion_length", "temperature", "top_p", "top_k", "beta",
-             "epsilon", "epsilon_high", "num_iterations", "loss_type", "scale_rewards", "max_steps", "seed",
-             "reward_weights", "per_device_train_batch_size", "max_grad_norm", "weight_decay", "warmup_steps"}
-    clash = sorted(owned & set(trl_settings))
+    owned = {"learning_rate": "learning_rate", "num_generations": "num_generations",
+             "max_completion_length": "max_new_tokens", "temperature": "temperature", "top_p": "top_p",
+             "top_k": "top_k", "beta": "beta", "epsilon": "clip_low", "epsilon_high": "clip_high",
+             "num_iterations": "num_iterations", "loss_type": "loss_aggregation", "scale_rewards": "estimator",
+             "max_steps": "steps", "seed": "seed", "reward_weights": "rewards: weights",
+             "max_grad_norm": "max_grad_norm", "weight_decay": "weight_decay", "warmup_steps": "warmup_steps",
+             # the micro-batches: one knob, so the global batch stays num_prompts x num_generations
+             "per_device_train_batch_size": "micro_batch_size", "gradient_accumulation_steps": "micro_batch_size",
+             "steps_per_generation": "micro_batch_size", "generation_batch_size": "micro_batch_size",
+             "save_steps": "checkpoint_every", "save_strategy": "checkpoint_every",
+             "save_total_limit": "keep_checkpoints"}
+    clash = sorted(set(owned) & set(trl_settings))
     if clash:
-        raise ConfigError(f"{where}: trl: sets {clash}, which come from grpo: (qwqlab's names); set them there")
+        named = ", ".join(f"{k} -> grpo.{owned[k]}" for k in clash)
+        raise ConfigError(f"{where}: trl: sets {clash}, which come from grpo: (qwqlab's names); set them there "
+                          f"({named})")
 
 
 def load_train_config(path) -> TrainConfig:

@@ -14,6 +14,7 @@ Measured on 2 CPU cores: ``torchrun --nproc_per_node 2`` starts two gloo ranks;
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -54,21 +55,72 @@ def weights_digest(model) -> str:
 
 
 def _load(cfg):
-    """The model for this rank: on several CUDA ranks, all of it on the rank's own GPU (LOCAL_RANK)."""
+    """The model for this rank: on several CUDA ranks, all of it on the rank's own GPU (LOCAL_RANK);
+    under DeepSpeed ZeRO-3 in host memory at the training dtype, for DeepSpeed to shard onto the GPUs."""
     import torch
 
     from qwqlab.models import load_model
 
     rank, size = world()
-    device = "auto"
+    device, dtype = "auto", None
     if size > 1 and torch.cuda.is_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         torch.cuda.set_device(device)
-    return load_model(cfg.model, bits=cfg.bits, device=device, verbose=rank == 0)
+        if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and cfg.bits is None:
+            # Loaded whole on each GPU first, a 32B model (61 GiB in bf16) would leave no room; in
+            # host memory, each rank holds one copy until deepspeed.initialize partitions it.
+            device, dtype = "cpu", torch.bfloat16 if cfg.trl.get("bf16") else None
+    return load_model(cfg.model, bits=cfg.bits, device=device, dtype=dtype, verbose=rank == 0)
 
 
-def train(cfg, engine: str = "qwqlab") -> dict:
-    """Run a ``qwqlab.config.TrainConfig``; returns a summary (also written to ``out/summary-rank<R>.json``)."""
+#: trl: settings (prefixes) a resume may change: how memory is spent and where things run, not what is learned.
+TRL_MAY_CHANGE = ("activation_checkpointing", "gradient_checkpointing", "vllm_gpu_memory_utilization",
+                  "vllm_enable_sleep_mode", "vllm_server_", "vllm_tensor_parallel_size", "report_to", "logging_",
+                  "dataloader_", "disable_tqdm")
+
+
+def run_identity(cfg, engine: str, task, reward_funcs) -> dict:
+    """What makes this ``qwqlab train`` run the experiment it is: ``train_grpo``'s ``run_settings``
+    plus the model, its bits and the engine (their checkpoints differ), as a resume compares them."""
+    from qwqlab.grpo import run_settings
+
+    settings = run_settings(cfg.grpo, task, reward_funcs)
+    settings.update(model=cfg.model, bits=cfg.bits, engine=engine)
+    trl = {k: v for k, v in cfg.trl.items() if not k.startswith(TRL_MAY_CHANGE)}
+    # the rest of trl: is part of the experiment (bf16, use_vllm, ...); always a key, so adding one is a change
+    settings["trl"] = json.loads(json.dumps(trl, sort_keys=True, default=str))
+    return settings
+
+
+def _claim_out(out: Path, settings: dict, resume: bool) -> None:
+    """Refuse to start over a run's log and checkpoints; on ``resume``, refuse another experiment.
+
+    ``out/run.json`` holds the settings of the run that owns ``out``; a resume checks them with
+    ``train_grpo``'s rules (``qwqlab.runs.check_resumable``: only speed and bookkeeping knobs
+    may change). Nothing in ``out`` is deleted.
+    """
+    from qwqlab.grpo import RESUME_MAY_CHANGE
+    from qwqlab.runs import check_resumable
+
+    held = [p.name for p in (out / "log.jsonl", out / "checkpoints", out / "trl", out / "run.json") if p.exists()]
+    if not resume and held:
+        raise RuntimeError(f"{out} already holds a run ({', '.join(held)}); pass --resume to continue it from its "
+                           "last checkpoint, or set another out: in the experiment file (nothing was deleted)")
+    if (out / "run.json").exists():
+        check_resumable(out, settings, RESUME_MAY_CHANGE)
+    else:
+        (out / "run.json").write_text(json.dumps({"settings": settings}, indent=2))
+
+
+def train(cfg, engine: str = "qwqlab", resume: bool = False) -> dict:
+    """Run a ``qwqlab.config.TrainConfig``; returns a summary (also written to ``out/summary-rank<R>.json``).
+
+    Both engines save checkpoints (trainable weights, optimizer and RNG state, the log) every
+    ``grpo.checkpoint_every`` steps and at the end: ``train_grpo``'s in ``out/checkpoints``,
+    TRL's (adapters or full weights, Trainer state) in ``out/trl/checkpoint-N``. With ``resume``
+    the run continues from the last complete one; ``out/log.jsonl`` keeps its rows up to there
+    and the later steps are appended.
+    """
     if engine not in ("qwqlab", "trl"):
         raise ValueError(f"engine must be 'qwqlab' or 'trl', not {engine!r}")
     rank, size = world()
@@ -78,20 +130,29 @@ def train(cfg, engine: str = "qwqlab") -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    model, tok = _load(cfg)
     task = cfg.build_task()
     reward_funcs, _ = cfg.reward_funcs()
+    if rank == 0:  # a refusal here ends rank 0, and torchrun then stops the other ranks
+        _claim_out(out, run_identity(cfg, engine, task, reward_funcs), resume)
+    model, tok = _load(cfg)
     initial = weights_digest(model)
     if engine == "qwqlab":
         from dataclasses import replace
 
         from qwqlab.grpo import train_grpo
-        grpo = replace(cfg.grpo, log_file=str(out / "log.jsonl"))
+        grpo = replace(cfg.grpo, log_file=str(out / "log.jsonl"), checkpoint_dir=str(out / "checkpoints"),
+                       resume=resume)
         log = train_grpo(model, tok, task, reward_funcs, grpo)
         steps, trained = len(log), model
     else:
+        from qwqlab.runs import latest_trainer_checkpoint, trim_log
+
         trainer = build_trl_trainer(cfg, model, tok, task, reward_funcs)
-        trainer.train()
+        last = latest_trainer_checkpoint(trainer.args.output_dir, size) if resume else None
+        if last is not None and rank == 0:
+            trim_log(out / "log.jsonl", int(last.name.split("-")[-1]))
+        _barrier()
+        trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
         steps, trained = trainer.state.global_step, trainer.model
     digest = weights_digest(trained)
     (out / f"weights-rank{rank}.sha256").write_text(digest + "\n")
@@ -102,12 +163,21 @@ def train(cfg, engine: str = "qwqlab") -> dict:
     return summary
 
 
+def _barrier():
+    """Wait for every rank (a no-op in one process, or before torch.distributed is set up)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def build_trl_trainer(cfg, model, tokenizer, task, reward_funcs):
     """TRL's ``GRPOTrainer`` for the experiment, with the same global batch on any number of ranks.
 
-    ``to_trl_config`` gives one process ``num_prompts x num_generations`` completions a step;
-    on N ranks each gets 1/N of them, so a step still sees ``num_prompts`` prompts. The task's
-    own grader rides along at weight 0, so the log has ``accuracy`` as ``train_grpo``'s has.
+    ``to_trl_config`` gives each of N ranks 1/N of the ``num_prompts x num_generations``
+    completions, in micro-batches of ``grpo.micro_batch_size``, so a step still sees
+    ``num_prompts`` prompts. The task's own grader rides along at weight 0, so the log has
+    ``accuracy`` as ``train_grpo``'s has.
     """
     import torch
     import trl
@@ -127,13 +197,13 @@ def build_trl_trainer(cfg, model, tokenizer, task, reward_funcs):
     grader = task_reward(task)
     funcs = list(reward_funcs) + [grader]
     weights = list(g.reward_weights or [1.0] * len(reward_funcs)) + [0.0]
-    args = to_trl_config(g, str(Path(cfg.out) / "trl"), reward_weights=weights,
-                         per_device_train_batch_size=g.num_prompts * g.num_generations // size, **cfg.trl)
+    args = to_trl_config(g, str(Path(cfg.out) / "trl"), world_size=size, reward_weights=weights, **cfg.trl)
     dataset = trl_dataset(task, tokenizer, max(g.steps * g.num_prompts, g.num_prompts))
     model = add_lora_for_trl(model, g)
     trainer = trl.GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                               processing_class=tokenizer)
     trainer.add_callback(_TRLLog(Path(cfg.out) / "log.jsonl", grader.__name__, is_main=rank == 0))
+    trainer.add_callback(_SaveAtEnd())
     return trainer
 
 
@@ -165,22 +235,37 @@ def _trl_callback_base():
 
 
 class _TRLLog(_trl_callback_base()):
-    """Appends one ``train_grpo``-style row per TRL training step to a .jsonl (main process only)."""
+    """Appends one ``train_grpo``-style row per TRL training step to a .jsonl (main process only).
+
+    The file is never deleted: a resumed run appends after the rows its checkpoint had seen,
+    and its ``elapsed_seconds`` go on from the last of them.
+    """
 
     def __init__(self, path: Path, grader_name: str, is_main: bool):
         self.path, self.grader_name, self.is_main = path, grader_name, is_main
         self.t_last = self.t_start = time.perf_counter()
-        if is_main and path.exists():
-            path.unlink()
+        self.elapsed_before = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not self.is_main or not logs or "reward" not in logs:
             return
+        if self.elapsed_before is None:  # read once, after a resume has trimmed the log
+            rows = self.path.read_text().splitlines() if self.path.exists() else []
+            self.elapsed_before = json.loads(rows[-1]).get("elapsed_seconds", 0.0) if rows else 0.0
         now = time.perf_counter()
-        row = trl_row(logs, state.global_step, self.grader_name, now - self.t_start, now - self.t_last)
+        row = trl_row(logs, state.global_step, self.grader_name, self.elapsed_before + now - self.t_start,
+                      now - self.t_last)
         self.t_last = now
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
+
+
+class _SaveAtEnd(_trl_callback_base()):
+    """A checkpoint after the last step too, whatever ``save_steps`` is (as ``train_grpo`` saves at the end)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_save = True
 
 
 # ----------------------------------------------------------------------------- sampling, sharded
@@ -242,20 +327,59 @@ def sample(cfg, backend: str = "hf", shard: str | None = None, resume: bool = Fa
         model, tok = cfg.model, load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
     else:
         raise ValueError(f"backend must be 'hf', 'vllm' or 'openai', not {backend!r}")
-    return rollouts.sample(model, tok, problems, task, out=shard_path(cfg.out, index, count), resume=resume,
+    out = shard_path(cfg.out, index, count)
+    # What this shard must hold when it is done, for read_shards to tell a finished shard from a killed one.
+    generations = settings.get("num_generations", inspect.signature(rollouts.sample).parameters["num_generations"].default)
+    expected_path(out).parent.mkdir(parents=True, exist_ok=True)
+    expected_path(out).write_text(json.dumps({"shard": f"{index}/{count}", "num_problems": cfg.num_problems,
+                                              "problems": len(problems), "num_generations": generations,
+                                              "rows": len(problems) * generations}))
+    return rollouts.sample(model, tok, problems, task, out=out, resume=resume,
                            backend=backend, progress=progress, server=cfg.openai if backend == "openai" else None,
                            model_name=cfg.model if backend == "vllm" else None, **settings)
+
+
+def expected_path(shard_file) -> Path:
+    """Where ``qwqlab sample`` notes what a shard file must hold when done: ``FILE.expected.json``."""
+    shard_file = Path(shard_file)
+    return shard_file.with_name(shard_file.name + ".expected.json")
+
+
+def _check_shard(path: Path, rows: list[dict], where: str) -> None:
+    """A shard is complete (its expected rows, every problem with all its samples) and of one run."""
+    from collections import Counter
+
+    from qwqlab.rollouts import RUN_SETTINGS
+
+    expected = json.loads(expected_path(path).read_text()) if expected_path(path).exists() else None
+    if expected is not None and len(rows) != expected["rows"]:
+        raise ValueError(f"{where} holds {len(rows)} of its {expected['rows']} rows ({expected['problems']} problems x "
+                         f"{expected['num_generations']} samples): it stopped before the end; run it again with "
+                         f"--shard {expected['shard']} --resume")
+    per_problem = Counter(str(r["problem_id"]) for r in rows)
+    for pid, n in per_problem.items():
+        want = next((r.get("num_generations") for r in rows if str(r["problem_id"]) == pid), None)
+        if want is not None and n != int(want):
+            raise ValueError(f"{where}: problem {pid!r} has {n} of its {want} samples: the shard stopped in the middle; "
+                             "run it again with --resume")
+    for key in RUN_SETTINGS:
+        values = {json.dumps(r[key], default=str) for r in rows if key in r}
+        if len(values) > 1:
+            raise ValueError(f"{where} mixes runs: {key} is {sorted(values)}; a shard must be one run's settings")
 
 
 def read_shards(out):
     """The table that ``--shard I/N`` runs wrote for ``out``, as one DataFrame (one unsharded file too).
 
-    Checks that all N shards are there and that no (problem, sample) row appears twice. Rows
-    come in the unsharded run's order: shard I's k-th problem is problem ``k x N + I``.
+    Checks that all N shards are there, that each is complete (the rows ``qwqlab sample`` noted it
+    must hold: its problems x samples; every problem with all its samples), that all shards are
+    one run (the same model, weights, seed and sampling settings: ``rollouts.RUN_SETTINGS``), and
+    that no (problem, sample) row appears twice; the error names the shard. Rows come in the
+    unsharded run's order: shard I's k-th problem is problem ``k x N + I``.
     """
     import re
 
-    from qwqlab.rollouts import RolloutStore, to_frame
+    from qwqlab.rollouts import RUN_SETTINGS, RolloutStore, to_frame
 
     out = Path(out)
     pattern = re.compile(re.escape(out.stem) + r"\.shard-(\d+)-of-(\d+)" + re.escape(out.suffix) + "$")
@@ -263,7 +387,9 @@ def read_shards(out):
                    if (m := pattern.match(p.name)))
     if not found:
         if out.exists():
-            return to_frame(RolloutStore(out).load())
+            rows = RolloutStore(out).load()
+            _check_shard(out, rows, str(out))
+            return to_frame(rows)
         raise FileNotFoundError(f"neither {out} nor its shards ({out.stem}.shard-I-of-N{out.suffix}) exist")
     counts = {n for _, n, _ in found}
     if len(counts) > 1:
@@ -272,10 +398,22 @@ def read_shards(out):
     missing = sorted(set(range(count)) - {i for i, _, _ in found})
     if missing:
         raise FileNotFoundError(f"{out}: shard(s) {missing} of {count} are missing; run them with --shard I/{count}")
-    rows, position = [], {}
+    rows, position, first = [], {}, None
     for index, _, path in found:
         seen: dict[str, int] = {}
-        for r in RolloutStore(path).load():
+        shard_rows = RolloutStore(path).load()
+        where = f"shard {index}/{count} ({path.name})"
+        _check_shard(path, shard_rows, where)
+        settings = {k: shard_rows[0].get(k) for k in RUN_SETTINGS} if shard_rows else None
+        if settings is not None:
+            if first is None:
+                first = (where, settings)
+            elif settings != first[1]:
+                diff = [f"{k}: {first[1][k]!r} in {first[0]}, {settings[k]!r} here" for k in RUN_SETTINGS
+                        if settings[k] != first[1][k]]
+                raise ValueError(f"{where} is another run than the other shards ({'; '.join(diff)}); sample it "
+                                 "again with the same experiment file")
+        for r in shard_rows:
             pid = str(r["problem_id"])
             if pid not in seen:
                 seen[pid] = len(seen) * count + index

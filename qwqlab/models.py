@@ -324,6 +324,11 @@ def count_parameters(model) -> int:
     return sum(_param_groups(cfg))
 
 
+def architecture(model) -> dict:
+    """A model's architecture config as a dict (a name in ``known_configs``, a folder, a config or a loaded model)."""
+    return _config_dict(model)[1]
+
+
 def estimate_memory(model, bits: int = 16, context_tokens: int = 4096, batch_size: int = 1,
                     dtype_bits: int | None = None, kv_bits: int = 16,
                     overhead_fraction: float = 0.10) -> MemoryEstimate:

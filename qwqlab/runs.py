@@ -157,6 +157,40 @@ def write_log(log_file, history: list[dict], append_row: dict | None = None) -> 
         path.write_text("".join(json.dumps(r) + "\n" for r in history))
 
 
+def latest_trainer_checkpoint(folder, world_size: int = 1) -> Path | None:
+    """The newest complete ``checkpoint-N`` that transformers' ``Trainer`` wrote in ``folder``.
+
+    Trainer writes a checkpoint in place (weights, optimizer, one RNG state per rank, then
+    ``trainer_state.json`` last), so a run killed while saving leaves a folder without them:
+    such a folder is skipped, and the one before it is the latest.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+
+    def complete(p: Path) -> bool:
+        rng = [p / "rng_state.pth"] if world_size == 1 else [p / f"rng_state_{r}.pth" for r in range(world_size)]
+        return (p / "trainer_state.json").exists() and all(f.exists() for f in rng)
+
+    done = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and complete(p)]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def trim_log(log_file, step: int) -> int:
+    """Keep the rows of a ``.jsonl`` step log up to ``step`` (a resumed run appends the later ones again);
+    returns how many rows were dropped. The rows kept are never rewritten."""
+    path = Path(log_file)
+    if not path.exists():
+        return 0
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    keep = [line for line in lines if json.loads(line).get("step", 0) <= step]
+    if len(keep) != len(lines):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, path)
+    return len(lines) - len(keep)
+
+
 # ----------------------------------------------------------------------------- recorded runs
 
 def runs_dir() -> Path:

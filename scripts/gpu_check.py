@@ -9,11 +9,14 @@ Four parts, each timed and recorded even when another fails:
 2. ``qwq32b``: QwQ-32B's architecture (``data/model_configs/Qwen--QwQ-32B.json``) built on the
    device with random bf16 weights (no download): memory against ``estimate_memory``, and
    decode tokens/s at batch 1 and 64 against the memory-bandwidth limit (each decode step
-   reads every weight and the KV cache once: ``limit = batch x bandwidth / bytes read per step``,
-   with the bandwidth measured by a device-to-device copy).
+   reads every weight, but of the input embeddings only the rows looked up, and the KV cache
+   once: ``limit = batch x bandwidth / bytes read per step``, with the bandwidth measured by a
+   device-to-device copy). The prompt's prefill computes logits at its last position only.
 3. ``train_grpo``: five steps of ``qwqlab.grpo.train_grpo`` on qwq-nano on the device (it needs
    pandas for its returned table; without pandas this part says so and is skipped).
-4. One JSON of results (``--out``).
+4. One JSON of results (``--out``), rewritten after every part, with the library versions (and
+   where they differ from constraints.txt), which decode path ran (the fast step only when it
+   verified against the model's own forward), and each part's error or timeout (``--part-timeout``).
 
 ``--dry-run`` runs the same code on the CPU with a tiny config (QwQ-32B's structure cut to
 2 layers of width 80, 2 GRPO steps), which CI runs; on an H100/H200 the full check takes a
@@ -25,9 +28,13 @@ few minutes (most of it building 32B random weights and the bf16 decode runs).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
+import os
 import platform
+import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -85,7 +92,8 @@ def decode_speed(model, batch: int, prompt_tokens: int, new_tokens: int, device:
     ids = torch.randint(0, vocab, (batch, prompt_tokens), generator=g).to(device)
     with torch.inference_mode():
         cache = DynamicCache(config=model.config)
-        out = model(input_ids=ids, past_key_values=cache, use_cache=True)
+        # the prompt's logits are needed at its last position only (a vocabulary-wide row per token otherwise)
+        out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
         nxt = out.logits[:, -1:].argmax(-1)
         _sync(device)
         t0 = time.perf_counter()
@@ -98,11 +106,42 @@ def decode_speed(model, batch: int, prompt_tokens: int, new_tokens: int, device:
             "tokens_per_s": round(batch * new_tokens / seconds, 2)}
 
 
-def bandwidth_limit(weight_bytes: int, cfg, batch: int, context: int, bandwidth: float) -> float:
-    """Decode tokens/s if a step cost only reading the weights and the KV cache once."""
+def bytes_read_per_step(weight_bytes: int, cfg, batch: int, context: int, dtype_bytes: int = 2) -> int:
+    """Bytes a decode step must read: every weight once, except the input embedding table, of which
+    only the ``batch`` rows looked up are read (a 152064 x 5120 table is 1.5 GiB of QwQ-32B's 61),
+    plus the KV cache of ``context`` tokens per sequence."""
+    embedding = cfg.vocab_size * cfg.hidden_size * dtype_bytes
+    rows = batch * cfg.hidden_size * dtype_bytes
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * context * batch * 2  # bf16
-    return batch * bandwidth / (weight_bytes + kv)
+    kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * context * batch * dtype_bytes
+    if getattr(cfg, "tie_word_embeddings", False):  # the table is also the output head: read whole
+        embedding = rows = 0
+    return weight_bytes - embedding + rows + kv
+
+
+def bandwidth_limit(weight_bytes: int, cfg, batch: int, context: int, bandwidth: float) -> float:
+    """Decode tokens/s if a step cost only reading what it must (``bytes_read_per_step``) once."""
+    return batch * bandwidth / bytes_read_per_step(weight_bytes, cfg, batch, context)
+
+
+def decode_path(model) -> dict:
+    """Which of the decoder's paths ran for ``model``: the fast one-token step (only once it matched the
+    model's own forward on this transformers, dtype and device) or the model's own forward."""
+    import qwqlab.decoding as decoding
+
+    out = {"fast_switch": getattr(decoding, "FAST", None)}
+    try:  # qwqlab.fast_decoding records its self-check per model, dtype and device
+        from qwqlab import fast_decoding
+        checked = fast_decoding._checked.get(model) or {}
+        out["self_check"] = {f"{k[0]}@{k[1]}": bool(v) for k, v in checked.items()}
+        out["path"] = ("fast step" if checked and all(checked.values())
+                       else "model forward (fast step did not verify)" if checked else "model forward")
+    except ImportError:  # before that module: decoding's _PlainStep, when the model is a plain Qwen2
+        plain = getattr(decoding, "_PlainStep", None)
+        out["path"] = "fused one-token step (_PlainStep)" if plain is not None and getattr(
+            model.config, "model_type", "") == "qwen2" and not getattr(model, "is_loaded_in_4bit", False) \
+            and not getattr(model, "is_loaded_in_8bit", False) else "model forward"
+    return out
 
 
 def check_nano(device: str, dry_run: bool, have_bnb: bool) -> dict:
@@ -131,13 +170,14 @@ def check_nano(device: str, dry_run: bool, have_bnb: bool) -> dict:
         gens = generate(model, tok, prompts, 1, temperature=0, max_new_tokens=64 if dry_run else 96)
         _sync(device)
         gen_s = time.perf_counter() - t1
+        path = decode_path(model)
         acc = sum(task.grade(g.text, problems[g.prompt_index]) or 0.0 for g in gens) / len(gens)
         out[name] = {"footprint_bytes": measured, "estimated_bytes": est.weights_bytes,
                      "error_pct": round(100 * (est.weights_bytes - measured) / measured, 2),
                      "greedy_accuracy": round(acc, 4), "problems": len(problems),
                      "generated_tokens": sum(g.num_tokens for g in gens),
                      "tokens_per_s": round(sum(g.num_tokens for g in gens) / gen_s, 1),
-                     "seconds": round(time.perf_counter() - t0, 2)}
+                     "decode_path": path, "seconds": round(time.perf_counter() - t0, 2)}
         del model
     return out
 
@@ -199,15 +239,74 @@ def check_train(device: str, dry_run: bool) -> dict:
             "rows": [{k: r[k] for k in keep} for r in rows]}
 
 
+class PartTimeout(Exception):
+    """A part ran past ``--part-timeout``."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raise ``PartTimeout`` in the main thread after ``seconds`` (SIGALRM; a CUDA kernel already
+    running finishes first, then Python stops the part)."""
+    def expire(signum, frame):
+        raise PartTimeout(f"stopped after {seconds:.0f} s (--part-timeout)")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def versions(have_bnb: bool) -> dict:
+    """The versions this check ran with: a GPU machine may carry other ones than constraints.txt pins."""
+    from importlib import metadata
+
+    import torch
+
+    out = {"python": platform.python_version(), "cuda": torch.version.cuda}
+    for name in ("torch", "transformers", "accelerate", "peft", "trl", "bitsandbytes", "vllm", "deepspeed"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    if not have_bnb and out["bitsandbytes"]:
+        out["bitsandbytes"] += " (installed, does not import)"
+    pins = Path(__file__).resolve().parent.parent / "constraints.txt"
+    if pins.exists():
+        pinned = dict(line.split("==", 1) for line in pins.read_text().splitlines() if "==" in line and
+                      not line.startswith("#"))
+        out["differs_from_pins"] = {k: [pinned[k], v] for k, v in out.items() if k in pinned and v and pinned[k] != v}
+    try:
+        out["qwqlab_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                              cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        out["qwqlab_commit"] = None
+    return out
+
+
+def write(results: dict, out) -> None:
+    """The JSON so far, replaced atomically (a reader never sees half a file)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    os.replace(tmp, out)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dry-run", action="store_true", help="the same code on the CPU with a tiny config (CI)")
     p.add_argument("--out", default="gpu_check.json", help="where to write the JSON of results")
     p.add_argument("--device", default=None, help="force a device (default: qwqlab.models.get_device; cpu with --dry-run)")
+    p.add_argument("--part-timeout", type=float, default=None,
+                   help="seconds each part may take before it is stopped and recorded as timed out (default 900; "
+                   "300 with --dry-run); the JSON is rewritten after every part, so a run cut short keeps what finished")
     args = p.parse_args(argv)
+    part_timeout = args.part_timeout or (300 if args.dry_run else 900)
 
     import torch
-    import transformers
 
     from qwqlab.models import get_device
 
@@ -226,12 +325,10 @@ def main(argv=None) -> int:
         "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "cpu",
         "device_memory_gib": round(torch.cuda.get_device_properties(0).total_memory / GiB, 2)
         if device.startswith("cuda") else None,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "transformers": transformers.__version__,
-                     "bitsandbytes": __import__("bitsandbytes").__version__ if have_bnb else None,
-                     "cuda": torch.version.cuda},
-        "errors": {},
+        "versions": versions(have_bnb),
+        "errors": {}, "finished": [], "part_timeout_s": part_timeout,
     }
+    write(results, args.out)
     bandwidth = measure_bandwidth(device, 64 if args.dry_run else 2048)
     results["bandwidth_gb_s"] = round(bandwidth / 1e9, 2)
     parts = {"nano": lambda: check_nano(device, args.dry_run, have_bnb),
@@ -241,16 +338,17 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         print(f"gpu_check: {name} ...", file=sys.stderr, flush=True)
         try:
-            results[name] = run()
+            with time_limit(part_timeout):
+                results[name] = run()
+            results["finished"].append(name)
         except Exception as e:  # noqa: BLE001 - record it and go on to the next part
             results[name] = None
             results["errors"][name] = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
         print(f"gpu_check: {name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-    results["seconds"] = round(time.perf_counter() - t_start, 2)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
+        results["seconds"] = round(time.perf_counter() - t_start, 2)
+        write(results, args.out)  # after every part: a run killed at a time limit keeps what finished
     print(json.dumps(results, indent=2))
     return 1 if results["errors"] else 0
 

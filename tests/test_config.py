@@ -40,7 +40,9 @@ def test_train_files_build_trl_grpo_configs(path, tmp_path):
     args = to_trl_config(cfg.grpo, str(tmp_path), **rest)
     assert args.num_generations == cfg.grpo.num_generations
     if "8gpu" in path.stem:
-        assert cfg.grpo.num_prompts % 8 == 0  # qwqlab.launch splits the prompts evenly over the 8 ranks
+        from qwqlab.plan import read_launch
+        ranks = read_launch(cfg.accelerate).num_processes
+        assert cfg.grpo.num_prompts % ranks == 0  # qwqlab.launch splits the prompts evenly over the ranks
         assert gpu_only == {"bf16": True, "use_vllm": True}
 
 
@@ -50,7 +52,7 @@ def test_accelerate_configs_parse_with_accelerates_loader(path, monkeypatch):
 
     monkeypatch.chdir(CONFIGS.parent)  # the DeepSpeed file is named relative to the repository root
     cfg = load_config_from_file(str(path))
-    assert (cfg.num_machines, cfg.num_processes, cfg.use_cpu) == (1, 8, False)
+    assert (cfg.num_machines, cfg.use_cpu) == (1, False) and cfg.num_processes in (4, 8)
     assert cfg.distributed_type.value in ("MULTI_GPU", "DEEPSPEED")
     if cfg.distributed_type.value == "DEEPSPEED":
         ds = json.loads(Path(cfg.deepspeed_config["deepspeed_config_file"]).read_text())
