@@ -20,7 +20,8 @@ import warnings
 from pathlib import Path
 
 from qwqlab.chat import THINK_CLOSE, build_prompt, extract_boxed, split_think
-from qwqlab.decoding import Completion, KeyedChooser, cut_at_stop, decode, row_key, stop_token_ids
+from qwqlab.decoding import (Completion, KeyedChooser, check_sampling, cut_at_stop, decode, row_key,
+                             stop_token_ids)
 from qwqlab.tasks.base import Problem
 
 
@@ -552,10 +553,7 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
                          f"got {max_new_tokens!r}.")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-    if temperature is None or temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature!r}.")
-    if top_p is None or not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}.")
+    check_sampling(temperature, top_p, top_k)  # the decoder's one validation, for either backend
     problems = as_problems(problems) if problems is not None else []
     if not problems:
         raise ValueError("No problems to sample: the problem list is empty. Pass e.g. task.problems(20).")
