@@ -302,9 +302,7 @@ class SharedBatch:
     """
 
     def __init__(self, model, cache_kw: str):
-        from qwqlab.decoding import model_device
-
-        self.model, self.cache_kw, self.device = model, cache_kw, model_device(model)
+        self.model, self.cache_kw, self.device = model, cache_kw, next(model.parameters()).device
         self.attention = _DecodeAttention(model)
 
     def __enter__(self):
@@ -384,7 +382,6 @@ class SharedBatch:
     def _checked_step(self, inputs):
         """The self-check: once per model, dtype and device, the fast step against the model's own
         forward (its own attention implementation) on the same cache."""
-        import torch
 
         self.unchecked = False
         dtype = next(self.model.parameters()).dtype

@@ -19,7 +19,7 @@ import os
 import warnings
 from pathlib import Path
 
-from qwqlab.chat import THINK_CLOSE, build_prompt, extract_boxed, split_think
+from qwqlab.chat import build_prompt, extract_boxed, split_think, think_answer_tokens
 from qwqlab.decoding import (Completion, KeyedChooser, check_sampling, cut_at_stop, decode, row_key,
                              stop_token_ids)
 from qwqlab.tasks.base import Problem
@@ -460,24 +460,12 @@ def model_name_of(model) -> str:
     return str(name)
 
 
-def _count_tokens(tokenizer, text: str) -> int:
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
-
-
 def _make_row(c: Completion, problem: Problem, sample_index: int, prompt: str, tokenizer, task,
-              think_close_id: int | None, settings: dict) -> dict:
+              settings: dict) -> dict:
     text = tokenizer.decode(c.token_ids, skip_special_tokens=False)
     parts = split_think(text)
-    ids = c.token_ids
-    if parts.case == "unclosed":
-        think_tokens, answer_tokens = len(ids), 0
-    elif parts.case == "no_tags":
-        think_tokens, answer_tokens = 0, len(ids)
-    elif think_close_id is not None and think_close_id in ids:
-        last = len(ids) - 1 - ids[::-1].index(think_close_id)
-        think_tokens, answer_tokens = last, len(ids) - last - 1
-    else:  # </think> is several tokens for this tokenizer: count the texts instead
-        think_tokens, answer_tokens = _count_tokens(tokenizer, parts.thinking), _count_tokens(tokenizer, parts.answer)
+    (think_tokens,), (answer_tokens,) = think_answer_tokens([text], tokenizer)  # the one counter
+    think_tokens, answer_tokens = int(think_tokens), int(answer_tokens)
     extracted = task.extract_answer(text) if task is not None else extract_boxed(parts.answer)
     row = {
         "problem_id": problem.id, "sample_index": sample_index, "question": problem.question,
@@ -537,8 +525,9 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
     Returns:
         A pandas DataFrame, one row per completion, in problem order then ``sample_index``,
         with the columns in ``COLUMNS``. ``completion_tokens`` counts every generated token
-        including the end-of-turn token; ``think_tokens`` those before the last ``</think>``,
-        ``answer_tokens`` those after it (neither counts the tag or the end-of-turn token).
+        including the end-of-turn token; ``think_tokens`` and ``answer_tokens`` are the tokens of
+        the ``thinking`` and ``answer_text`` columns (``qwqlab.chat.think_answer_tokens``, the one
+        counter; neither counts the tags or the end-of-turn token).
 
     >>> model, tok = load_model("qwq-nano")                                  # doctest: +SKIP
     >>> task = ArithmeticTask()                                              # doctest: +SKIP
@@ -609,7 +598,6 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
     done = {(str(r["problem_id"]), int(r["sample_index"])) for r in done_rows}
     units = [(i, s) for i, p in enumerate(problems) for s in range(num_generations) if (p.id, s) not in done]
 
-    think_close = tokenizer.convert_tokens_to_ids(THINK_CLOSE) if THINK_CLOSE in tokenizer.get_vocab() else None
     total = len(problems) * num_generations
     bar = tqdm(total=total, initial=total - len(units), desc=desc or f"sampling {settings['model']}", unit="rollout",
                disable=not progress)
@@ -633,7 +621,7 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
                 warnings.warn(msg, RuntimeWarning, stacklevel=2)
                 bar.write(f"qwqlab: {msg}")
                 continue
-            rows = [_make_row(c, problems[i], s, prompts[i], tokenizer, task, think_close, settings)
+            rows = [_make_row(c, problems[i], s, prompts[i], tokenizer, task, settings)
                     for (i, s), c in zip(chunk, completions)]
             if store is not None:
                 store.append(rows)
