@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qwqlab.chat import is_well_formed, think_answer_tokens
+from qwqlab.decoding import step_seed
 from qwqlab.grpo_config import (ESTIMATORS, GROUP_BOOKKEEPING, GROUP_OBJECTIVE, GROUP_SPEED,  # noqa: F401
                                 KL_ESTIMATORS, LOSS_AGGREGATIONS, RESUME_MAY_CHANGE, GRPOConfig, run_settings)
 from qwqlab.logprobs import batch_logprobs, micro_batches, tree_attention_ok
@@ -265,12 +266,6 @@ def evaluate_policy(model, tokenizer, task, num_problems: int = 200, temperature
 
 
 # ----------------------------------------------------------------------------- training, in stages
-
-def step_seed(seed: int, step: int) -> int:
-    """The decoding seed of training step ``step`` of a run seeded ``seed`` (or of evaluation chunk
-    ``step``): the one formula, used by ``roll_out_and_score``, ``evaluate_policy`` and notebook 04."""
-    return seed * 1_000_003 + step
-
 
 @dataclass
 class RolloutBatch:
