@@ -1,11 +1,14 @@
-"""Log-probs of sampled completions under a model, for the policy loss.
+"""Log-probs of sampled completions under a model, for the policy loss, and how a GRPO step lays
+its rows out for them (stage 4 of ``grpo.train_grpo``).
 
-Three layouts of one computation, the same numbers (tested against each other):
-``completion_logprobs`` runs each prompt + completion row as it is; ``shared_prefix_logprobs``
-runs each prompt once for all its completions; ``tree_logprobs`` also runs once each
-completion prefix that several samples share (the samples of a confident policy share long
-prefixes: qwq-nano's share about half their tokens at temperature 1). ``grpo.batch_logprobs``
-picks the layout for each micro-batch.
+Three layouts of one computation, the same numbers (tested against each other, within float
+round-off): ``completion_logprobs`` runs each prompt + completion row as it is;
+``shared_prefix_logprobs`` runs each prompt once for all its completions; ``tree_logprobs`` also
+runs once each completion prefix that several samples share (the samples of a confident policy
+share long prefixes: qwq-nano's share about half their tokens at temperature 1).
+
+A step's rows: ``micro_batches`` cuts them where padding is least (``length_split``), and
+``batch_logprobs`` picks the layout for each micro-batch (``tree_pays``).
 """
 from __future__ import annotations
 
