@@ -1,23 +1,18 @@
 """GRPO and its relatives: advantages, KL estimators, the clipped loss, and a training loop.
 
-The pieces, each a small function tested against a hand-computed case:
+The pieces, each a small function tested against a hand-computed case: ``compute_advantages``
+(a group of ``num_generations`` rewards to one number per completion: GRPO, Dr. GRPO, RLOO,
+batch-normalised), ``kl_estimate`` (Schulman's k1, k2, k3 per token), ``clipped_surrogate``
+(PPO's clipped objective with DAPO's clip-higher), ``aggregate_loss`` (per token (DAPO), per
+sequence (GRPO) or by a constant (Dr. GRPO)).
 
-- ``compute_advantages``: how a group of ``num_generations`` rewards for one prompt becomes
-  one number per completion (GRPO, Dr. GRPO, RLOO, batch-normalised).
-- ``kl_estimate``: Schulman's k1, k2, k3 estimators of KL(policy || reference) per token.
-- ``clipped_surrogate``: PPO's clipped objective with separate low/high clip (DAPO's
-  clip-higher) per token.
-- ``aggregate_loss``: per-token losses to one scalar: per token (DAPO), per sequence
-  (original GRPO) or by a constant (Dr. GRPO).
+Then ``train_grpo``, one step in eight stages numbered as in notebook 04 (sample, reward,
+advantages, log-probs, surrogate + KL, aggregate, optimizer step, log), with checkpoints, resume
+and LoRA (on a 4-bit model: QLoRA); ``evaluate_policy`` measures held-out pass@1. Elsewhere: every
+knob in ``qwqlab.grpo_config``, the log-prob layouts and micro-batches in ``qwqlab.logprobs``,
+checkpoints in ``qwqlab.runs``, rewards in ``qwqlab.rewards``, the same experiment in TRL's
+``GRPOTrainer`` in ``qwqlab.trl_bridge``.
 
-Then ``GRPOConfig`` (every knob, checked) and ``train_grpo``, the loop: sample, reward,
-advantages, loss, step, with per-step logs, a progress bar, checkpoints and resume, and LoRA
-(on a 4-bit model: QLoRA) through peft. ``evaluate_policy`` measures held-out pass@1;
-``qwqlab.trl_bridge`` runs the same experiment in TRL's ``GRPOTrainer``; checkpoints and
-recorded runs live in ``qwqlab.runs``, the rewards and their weighted sum in ``qwqlab.rewards``,
-the log-probs of the completions (plain, prompt shared, prefix tree) in ``qwqlab.logprobs``.
-
->>> from qwqlab.models import load_model                           # doctest: +SKIP
 >>> model, tok = load_model("qwq-nano")  # doctest: +SKIP
 >>> log = train_grpo(model, tok, ArithmeticTask(split="train"), config=GRPOConfig(steps=50))  # doctest: +SKIP
 """
@@ -218,53 +213,6 @@ def token_weights(advantages, lengths, aggregation: str = "sequence", max_tokens
     return [float(grad[i, 0]) if n else 0.0 for i, n in enumerate(lengths)]
 
 
-# ----------------------------------------------------------------------------- evaluation
-
-def evaluate_policy(model, tokenizer, task, num_problems: int = 200, temperature: float = 1.0,
-                    max_new_tokens: int = 96, seed: int = 0, batch_size: int = 200,
-                    top_p: float = 1.0, top_k: int = 0, scores: dict | None = None) -> dict:
-    """Held-out accuracy: pass@1 with one sample per problem at ``temperature`` (1.0 by default).
-
-    Pass a held-out task (``ArithmeticTask(split="test")``). Plain sampling (no top-p/top-k)
-    measures the policy RL actually trains. Returns accuracy, mean completion and thinking
-    tokens, truncation rate and the share of well-formed completions (closed thinking,
-    then a boxed answer); ``scores`` (name -> reward function) adds each reward's mean over
-    the same completions as ``<name>_score``.
-    """
-    import statistics as st
-
-    from qwqlab.decoding import generate
-
-    problems = task.problems(num_problems)
-    correct, tokens, think, truncated, formatted = [], [], [], [], []
-    scored: dict = {name: [] for name in (scores or {})}
-    was_training = model.training
-    model.eval()
-    for i in range(0, len(problems), batch_size):
-        chunk = problems[i:i + batch_size]
-        gens = generate(model, tokenizer, [task.prompt(tokenizer, p) for p in chunk], 1, temperature=temperature,
-                        top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=step_seed(seed, i))
-        texts = [g.text for g in gens]
-        counts, ok = think_answer_tokens(texts, tokenizer)[0].tolist(), [is_well_formed(t) for t in texts]
-        correct += [float(task.grade(g.text, chunk[g.prompt_index]) or 0.0) for g in gens]
-        tokens += [g.num_tokens for g in gens]
-        truncated += [g.finish_reason == "length" for g in gens]
-        think += counts
-        formatted += ok
-        for name, f in (scores or {}).items():
-            scored[name] += f([task.prompt(tokenizer, chunk[g.prompt_index]) for g in gens], texts,
-                              answer=[chunk[g.prompt_index].answer for g in gens],
-                              completion_ids=[g.token_ids for g in gens])
-    if was_training:
-        model.train()
-    return {"num_problems": len(problems), "temperature": temperature, "seed": seed,
-            "accuracy": st.mean(correct), "completion_tokens_mean": st.mean(tokens),
-            "think_tokens_mean": st.mean(think), "truncation_rate": st.mean(truncated),
-            "format_rate": st.mean(formatted),
-            **{f"{name}_score": st.mean([float(v) for v in vals if v is not None] or [float("nan")])
-               for name, vals in scored.items()}}
-
-
 # ----------------------------------------------------------------------------- training, in stages
 
 @dataclass
@@ -278,7 +226,7 @@ class RolloutBatch:
     """
     problems: list
     prompts: list[str]
-    completions: list            # qwqlab.decoding.Completion, one per row
+    completions: list            # qwqlab.decoding.Generation, one per row
     total: list
     per_func: dict
     rewards: torch.Tensor
@@ -609,3 +557,50 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
     df = pd.DataFrame(history)
     df.attrs["log_file"] = cfg.log_file
     return df
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def evaluate_policy(model, tokenizer, task, num_problems: int = 200, temperature: float = 1.0,
+                    max_new_tokens: int = 96, seed: int = 0, batch_size: int = 200,
+                    top_p: float = 1.0, top_k: int = 0, scores: dict | None = None) -> dict:
+    """Held-out accuracy: pass@1 with one sample per problem at ``temperature`` (1.0 by default).
+
+    Pass a held-out task (``ArithmeticTask(split="test")``). Plain sampling (no top-p/top-k)
+    measures the policy RL actually trains. Returns accuracy, mean completion and thinking
+    tokens, truncation rate and the share of well-formed completions (``chat.is_well_formed``,
+    the format reward's rule); ``scores`` (name -> reward function) adds each reward's mean over
+    the same completions as ``<name>_score``.
+    """
+    import statistics as st
+
+    from qwqlab.decoding import generate
+
+    problems = task.problems(num_problems)
+    correct, tokens, think, truncated, formatted = [], [], [], [], []
+    scored: dict = {name: [] for name in (scores or {})}
+    was_training = model.training
+    model.eval()
+    for i in range(0, len(problems), batch_size):
+        chunk = problems[i:i + batch_size]
+        gens = generate(model, tokenizer, [task.prompt(tokenizer, p) for p in chunk], 1, temperature=temperature,
+                        top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=step_seed(seed, i))
+        texts = [g.text for g in gens]
+        counts, ok = think_answer_tokens(texts, tokenizer)[0].tolist(), [is_well_formed(t) for t in texts]
+        correct += [float(task.grade(g.text, chunk[g.prompt_index]) or 0.0) for g in gens]
+        tokens += [g.num_tokens for g in gens]
+        truncated += [g.finish_reason == "length" for g in gens]
+        think += counts
+        formatted += ok
+        for name, f in (scores or {}).items():
+            scored[name] += f([task.prompt(tokenizer, chunk[g.prompt_index]) for g in gens], texts,
+                              answer=[chunk[g.prompt_index].answer for g in gens],
+                              completion_ids=[g.token_ids for g in gens])
+    if was_training:
+        model.train()
+    return {"num_problems": len(problems), "temperature": temperature, "seed": seed,
+            "accuracy": st.mean(correct), "completion_tokens_mean": st.mean(tokens),
+            "think_tokens_mean": st.mean(think), "truncation_rate": st.mean(truncated),
+            "format_rate": st.mean(formatted),
+            **{f"{name}_score": st.mean([float(v) for v in vals if v is not None] or [float("nan")])
+               for name, vals in scored.items()}}
