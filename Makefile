@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 FIGURES ?= figures
 PYTEST_ARGS ?=
 
-.PHONY: figures test test-latest lock lab venv browser sandbox clean nano benchmarks
+.PHONY: figures test lint test-kernels test-latest lock lab venv browser sandbox clean nano benchmarks
 
 # The versions come from constraints.txt (exact pins, so a new release cannot break a fresh
 # clone between two runs); pyproject.toml keeps ranges for installing qwqlab elsewhere.
@@ -66,6 +66,27 @@ sandbox:
 
 test: venv browser sandbox  ## the whole test suite, slow tiers included (browser tests too)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The layout-sensitive tests (decoding, log-probs, GRPO, figure hashes) under other CPU kernels
+# and thread counts than this machine picks by itself, and a fingerprint of each setting's numbers
+# (scripts/kernel_fingerprint.py) compared with the defaults': which settings move which bits.
+# Not part of `make test` (it runs the same tests seven times, about 15 min on 2 cores).
+KERNEL_TESTS ?= tests/test_decoding.py tests/test_logprobs.py tests/test_grpo.py tests/test_figures.py
+KERNEL_SETTINGS ?= ATEN_CPU_CAPABILITY=avx2 ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=AVX2 \
+	QWQLAB_TEST_THREADS=1 QWQLAB_TEST_THREADS=2 MKL_CBWR=COMPATIBLE MKL_CBWR=AVX2
+test-kernels: venv
+	@mkdir -p build/kernels
+	$(PY) scripts/kernel_fingerprint.py --out build/kernels/fp-0-defaults.json
+	@i=1; for s in $(KERNEL_SETTINGS); do \
+		echo "== $$s"; \
+		env $$s $(PY) scripts/kernel_fingerprint.py --out build/kernels/fp-$$i-$$s.json || exit 1; \
+		env $$s $(PY) -m pytest -q -p no:cacheprovider $(KERNEL_TESTS) $(PYTEST_ARGS) || exit 1; \
+		i=$$((i+1)); \
+	done
+	$(PY) scripts/kernel_fingerprint.py --compare build/kernels/fp-*.json
+
+lint: venv  ## ruff (errors only: pyflakes and syntax; settings in pyproject.toml)
+	$(VENV)/bin/ruff check qwqlab tests scripts benchmarks
 
 lab: venv  ## JupyterLab on notebooks/
 	$(VENV)/bin/jupyter lab notebooks/

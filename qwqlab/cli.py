@@ -99,6 +99,28 @@ def _sample(args):
     print(json.dumps(summary, indent=2))
 
 
+def _eval(args):
+    from qwqlab.config import load_eval_config
+    from qwqlab.evaluation import run_eval
+
+    cfg = load_eval_config(args.config)
+    if args.backend and args.backend != cfg.backend:
+        from dataclasses import replace
+        if (cfg.vllm and args.backend != "vllm") or (cfg.openai and args.backend != "openai"):
+            print(f"qwqlab: {args.config} has {cfg.backend} settings; --backend {args.backend} would drop them. "
+                  "Edit backend: in the file instead.", file=sys.stderr)
+            return 2
+        cfg = replace(cfg, backend=args.backend)
+    row = run_eval(cfg, shard=args.shard, overwrite=args.overwrite, grade_only=args.grade_only,
+                   progress=not args.quiet)
+    if row is None:
+        print(f"shard {args.shard} sampled; when every shard is done: qwqlab eval {args.config} --grade-only")
+        return 0
+    print(json.dumps(row, indent=2))
+    print(f"{row['model']} on {row['benchmark']}: {row['metric']} {row['score']:.1f} "
+          f"[{row['ci_low']:.1f}, {row['ci_high']:.1f}]; row written to {cfg.results_path()}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qwqlab", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -148,12 +170,29 @@ def build_parser() -> argparse.ArgumentParser:
                        "resumable .jsonl/.parquet table. With --shard I/N, N machines write disjoint files "
                        "(OUT.shard-I-of-N.jsonl) that qwqlab.launch.read_shards(OUT) reads as one table.")
     s.add_argument("config", help="a sampling file (see configs/)")
-    s.add_argument("--backend", choices=("hf", "vllm"), default="hf",
-                   help="hf: qwqlab's decoder, transformers models on any device; vllm: vLLM on CUDA GPUs (vllm: settings passed to vllm.LLM)")
+    s.add_argument("--backend", choices=("hf", "vllm", "openai"), default="hf",
+                   help="hf: qwqlab's decoder, transformers models on any device; vllm: vLLM on CUDA GPUs (vllm: settings "
+                   "passed to vllm.LLM); openai: any OpenAI-compatible server (openai: base_url, api_key_env, endpoint ...)")
     s.add_argument("--shard", default=None, metavar="I/N", help="this machine's share: problems I, I+N, ... (0 <= I < N)")
     s.add_argument("--resume", action="store_true", help="continue this shard's file where a killed run left it")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_sample)
+
+    e = sub.add_parser("eval", help="a published evaluation protocol (QwQ's by default) as one command: one results row",
+                       description="Sample a task under QwQ-32B's evaluation protocol (temperature 0.6, top-p 0.95, "
+                       "top-k 40, 32768 max new tokens, 64 samples per problem; the file's sampling: overrides it) "
+                       "into the resumable rollout table (out:, continued if it exists), grade it with the task's "
+                       "grader, and write one results row (pass@1 averaged over samples, bootstrap CI) that "
+                       "notebook 06 draws beside the published row. backend: hf, vllm or openai (any "
+                       "OpenAI-compatible server; openai: base_url, api_key_env, endpoint ...).")
+    e.add_argument("config", help="an evaluation file (see configs/experiments/*_eval.yaml)")
+    e.add_argument("--backend", choices=("hf", "vllm", "openai"), default=None,
+                   help="override the file's backend: (openai: an OpenAI-compatible server, settings under openai:)")
+    e.add_argument("--shard", default=None, metavar="I/N", help="sample only problems I, I+N, ... (then --grade-only)")
+    e.add_argument("--grade-only", action="store_true", help="grade the rollouts already sampled (all shards) and write the row")
+    e.add_argument("--overwrite", action="store_true", help="sample out: afresh instead of continuing it")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=_eval)
 
     from qwqlab.dashboard import DASHBOARDS
     d = sub.add_parser("dashboard", help="serve one explorer as a page with no code (Voila), for a projector")

@@ -16,7 +16,8 @@ knobs under ``grpo:`` with the same names as ``qwqlab.grpo.GRPOConfig``::
 
 A sampling file has ``model``, ``task``, ``task_args``, ``num_problems``, ``bits`` and the
 settings of ``qwqlab.rollouts.sample`` under ``sampling:``, vLLM's engine arguments
-(``tensor_parallel_size``, ...) under ``vllm:``, and ``out`` (a ``.jsonl`` or ``.parquet``
+(``tensor_parallel_size``, ...) under ``vllm:``, an OpenAI-compatible server's settings under
+``openai:`` (``qwqlab.backends.ServerSettings``; with ``--backend openai``), and ``out`` (a ``.jsonl`` or ``.parquet``
 file; with ``--shard I/N`` each shard writes its own file next to it).
 
 Keys that are not known are refused with their names, so a typo never silently falls back
@@ -171,6 +172,8 @@ class SampleConfig:
     num_problems: int = 20
     sampling: dict = field(default_factory=dict)
     vllm: dict = field(default_factory=dict)  # passed to vllm.LLM: tensor_parallel_size, gpu_memory_utilization ...
+    openai: dict = field(default_factory=dict)  # --backend openai: qwqlab.backends.ServerSettings (base_url ...)
+    tokenizer: str | None = None  # --backend openai: the served model's tokenizer (token counts), optional
     out: str = "rollouts.jsonl"
 
     def build_task(self):
@@ -191,6 +194,90 @@ def load_sample_config(path) -> SampleConfig:
     out = str(raw.get("out", "rollouts.jsonl"))
     if not out.endswith((".jsonl", ".parquet")):
         raise ConfigError(f"{where}: out must be a .jsonl or .parquet file, not {out!r}")
-    for key in ("task_args", "sampling", "vllm"):  # an empty section in YAML reads as None
+    for key in ("task_args", "sampling", "vllm", "openai"):  # an empty section in YAML reads as None
         raw[key] = raw.get(key) or {}
+    _check_server(where, raw["openai"])
     return SampleConfig(**raw)
+
+
+def _check_server(where: str, server: dict) -> None:
+    """An ``openai:`` section: ``qwqlab.backends.ServerSettings`` fields, and never the key itself."""
+    from qwqlab.backends import ServerSettings
+
+    if "api_key" in server:  # a key in a file ends up in a repository or a log
+        raise ConfigError(f"{where}: openai: api_key is not read from a file; put the key in an environment "
+                          "variable and name it with api_key_env (default OPENAI_API_KEY)")
+    _refuse_unknown(f"{where}: openai", server, [f.name for f in fields(ServerSettings)])
+    try:
+        ServerSettings(**server)
+    except ValueError as e:
+        raise ConfigError(f"{where}: openai: {e}") from e
+
+
+@dataclass
+class EvalConfig:
+    """What ``qwqlab eval`` runs (``qwqlab.evaluation.run_eval``): a task under a protocol, then one results row.
+
+    ``sampling`` overrides QwQ's protocol (``qwqlab.evaluation.QWQ_PROTOCOL``: 64 samples,
+    temperature 0.6, top-p 0.95, top-k 40, 32,768 new tokens). ``backend`` is ``hf``, ``vllm``
+    (``vllm:`` holds ``vllm.LLM``'s arguments) or ``openai`` (``openai:`` holds
+    ``qwqlab.backends.ServerSettings``: ``base_url``, ``api_key_env``, ``endpoint``, ...; ``model``
+    is then the id the server knows the model by, ``tokenizer`` an optional local folder or hub
+    id for token counts). ``name`` is the model as the published table names it (the row is
+    drawn beside that model's published row); ``benchmark`` the table's benchmark name.
+    """
+    model: str = "qwq-nano"
+    name: str | None = None
+    bits: int | None = None
+    tokenizer: str | None = None
+    task: str = "arithmetic"
+    task_args: dict = field(default_factory=dict)
+    num_problems: int | None = None
+    benchmark: str | None = None
+    backend: str = "hf"
+    sampling: dict = field(default_factory=dict)
+    vllm: dict = field(default_factory=dict)
+    openai: dict = field(default_factory=dict)
+    out: str = "runs/eval.jsonl"
+    results: str | None = None
+    path: str | None = None  # the file it was read from (set by load_eval_config)
+
+    def build_task(self):
+        from qwqlab.tasks import get_task
+        return get_task(self.task, **self.task_args)
+
+    def results_path(self) -> str:
+        """Where the row is written: ``results``, else beside ``out`` (``runs/x.jsonl`` -> ``runs/x.result.json``)."""
+        return self.results or str(Path(self.out).with_suffix(".result.json"))
+
+
+def load_eval_config(path) -> EvalConfig:
+    """Read and check an evaluation file (``configs/experiments/*_eval.yaml``; see ``EvalConfig``)."""
+    from qwqlab.backends import BACKENDS
+    from qwqlab.tasks import TASKS
+
+    where = str(path)
+    raw = read_file(path)
+    _refuse_unknown(where, raw, [f.name for f in fields(EvalConfig) if f.name != "path"])
+    for key in ("task_args", "sampling", "vllm", "openai"):  # an empty section in YAML reads as None
+        raw[key] = raw.get(key) or {}
+        if not isinstance(raw[key], dict):
+            raise ConfigError(f"{where}: {key} must be a mapping, not {type(raw[key]).__name__}")
+    _refuse_unknown(f"{where}: sampling", raw["sampling"], SAMPLING_KEYS)
+    if raw.get("task", "arithmetic") not in TASKS:
+        raise ConfigError(f"{where}: task {raw['task']!r} is not known; known: {sorted(TASKS)}")
+    backend = raw.get("backend", "hf")
+    if backend not in BACKENDS:
+        raise ConfigError(f"{where}: backend {backend!r} is not known; use one of {list(BACKENDS)}")
+    if raw["vllm"] and backend != "vllm":
+        raise ConfigError(f"{where}: the vllm: settings need backend: vllm")
+    if raw["openai"] and backend != "openai":
+        raise ConfigError(f"{where}: the openai: settings need backend: openai")
+    _check_server(where, raw["openai"])
+    n = raw.get("num_problems")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise ConfigError(f"{where}: num_problems must be an integer >= 1, or null for all of the task's problems")
+    out = str(raw.get("out", "runs/eval.jsonl"))
+    if not out.endswith((".jsonl", ".parquet")):
+        raise ConfigError(f"{where}: out must be a .jsonl or .parquet file, not {out!r}")
+    return EvalConfig(**raw, path=where)

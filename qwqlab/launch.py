@@ -237,10 +237,13 @@ def sample(cfg, backend: str = "hf", shard: str | None = None, resume: bool = Fa
         if cfg.vllm:
             raise ValueError("the vllm: settings need --backend vllm")
         model, tok = load_model(cfg.model, bits=cfg.bits, verbose=progress)
+    elif backend == "openai":  # model: the id the server knows it by; openai: qwqlab.backends.ServerSettings
+        from qwqlab.models import load_tokenizer
+        model, tok = cfg.model, load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
     else:
-        raise ValueError(f"backend must be 'hf' or 'vllm', not {backend!r}")
+        raise ValueError(f"backend must be 'hf', 'vllm' or 'openai', not {backend!r}")
     return rollouts.sample(model, tok, problems, task, out=shard_path(cfg.out, index, count), resume=resume,
-                           backend=backend, progress=progress,
+                           backend=backend, progress=progress, server=cfg.openai if backend == "openai" else None,
                            model_name=cfg.model if backend == "vllm" else None, **settings)
 
 

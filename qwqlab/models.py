@@ -484,3 +484,11 @@ def _cached_snapshot(repo_id: str) -> str | None:
         return snapshot_download(repo_id, local_files_only=True)
     except Exception:  # noqa: BLE001 - not cached, a malformed id, or no huggingface_hub: all "no"
         return None
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    """A model's tokenizer only (a local folder, a hub id, or ``"qwq-nano"``), loaded as ``load_model`` loads it.
+
+    For a model served elsewhere (``qwqlab eval`` with ``backend: openai``), to build prompts and count tokens.
+    """
+    return _load_tokenizer(resolve_model_path(name_or_path), trust_remote_code)

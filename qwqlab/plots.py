@@ -340,6 +340,48 @@ def plot_misattributions(claims, title: str = "Widely quoted figures against the
     pfig.update_yaxes(range=[0, 100])
     return fig, pfig
 
+def plot_lab_against_published(pairs, title: str = "This lab's evaluations against the published figures"):
+    """One panel per ``qwqlab eval`` row (``qwqlab.results.lab_against_published``): the published
+    figure of the same model and benchmark (solid) beside the lab's (hatched, with its bootstrap
+    interval), titled with both numbers; the grader and protocol are in the hover text. A missing
+    published figure is written as such, not drawn as zero.
+    """
+    import matplotlib.pyplot as plt
+    from plotly.subplots import make_subplots
+
+    n = max(1, len(pairs))
+    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 4.0), squeeze=False)
+    pfig = make_subplots(rows=1, cols=n, subplot_titles=[textwrap.fill(p.label, 48) for p in pairs.itertuples()])
+    for j, p in enumerate(pairs.itertuples()):
+        ax = axes[0][j]
+        names = [f"{p.reference_source}", "this lab"]
+        if p.reference == p.reference:
+            bar = ax.bar([0], [p.reference], color=HIGHLIGHT_COLOR, edgecolor="white")
+            ax.bar_label(bar, labels=[f"{p.reference:g}"], fontsize=8)
+        else:
+            ax.text(0, 4, "no figure\npublished", ha="center", va="bottom", fontsize=8, color="#555555")
+        err = [[p.score - p.ci_low], [p.ci_high - p.score]] if p.ci_low == p.ci_low else None
+        bar = ax.bar([1], [p.score], color="#e67e22", hatch="//", edgecolor="white", yerr=err, capsize=4)
+        ax.bar_label(bar, labels=[f"{p.score:.1f}"], fontsize=8, padding=8)
+        ax.set_xticks([0, 1], [textwrap.fill(x, 22) for x in names], fontsize=7)
+        ax.set_ylim(0, 105)
+        ax.set_title(textwrap.fill(p.label, 44), fontsize=8)
+        ax.spines[["top", "right"]].set_visible(False)
+        hover = f"grader: {p.grader}<br>protocol: {p.protocol}"
+        pfig.add_bar(x=names, y=[p.reference if p.reference == p.reference else None, p.score],
+                     marker_color=[HIGHLIGHT_COLOR, "#e67e22"], marker_pattern_shape=["", "/"],
+                     error_y={"type": "data", "symmetric": False, "array": [0, p.ci_high - p.score],
+                              "arrayminus": [0, p.score - p.ci_low]},
+                     text=[f"{p.reference:g}" if p.reference == p.reference else "no figure published",
+                           f"{p.score:.1f}"], textposition="outside", hovertext=[p.reference_source, hover],
+                     showlegend=False, row=1, col=j + 1)
+    axes[0][0].set_ylabel("pass@1 (%)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    pfig.update_layout(title=title, template="plotly_white", height=460)
+    pfig.update_yaxes(range=[0, 105])
+    return fig, pfig
+
 # ----------------------------------------------------------------------------- reasoning length (notebook 05)
 
 def plot_length_summary(summary, by: str = "run", title: str = "Mean tokens per completion"):

@@ -25,6 +25,7 @@ the bundled QwQ-32B traces), with confidence intervals where they have them.
 """
 from __future__ import annotations
 
+import glob
 import json
 import math
 import warnings
@@ -225,6 +226,8 @@ def nano_results(model_dir: str | Path | None = None) -> pd.DataFrame:
     rows = [{"model": "qwq-nano", "benchmark": "arithmetic (held-out)", "metric": "pass@1",
              "score": 100 * m["accuracy"], "params_total_b": params / 1e9 if params else math.nan,
              "source": "this lab: qwq-nano's model card (measured.json)",
+             "grader": "qwqlab.grading via the arithmetic task's judge (qwqlab.nano.measure)",
+             "protocol": f"one sample per problem at temperature {m.get('temperature')}, seed {m.get('seed')}",
              "note": f"temperature {m.get('temperature')}, {m.get('num_problems')} problems"}]
     return pd.DataFrame(rows)
 
@@ -256,13 +259,84 @@ def trace_results(traces: pd.DataFrame | None = None, split: str = "normal", con
         rows.append({"model": f"{model} (this lab)", "benchmark": TRACES_BENCHMARK, "metric": "pass@1",
                      "score": 100 * correct.mean(), "ci_low": 100 * low, "ci_high": 100 * high, "n": len(correct),
                      "source": "this lab: qwqlab's grader on data/traces/mip_math52.jsonl.gz",
+                     "grader": "qwqlab.grading (load_mip_traces' correct column)",
+                     "protocol": f"one recorded response per problem ({split} split), sampled by the trace's source",
                      "note": (f"one recorded response per problem ({split} split), {len(correct)} MATH problems, "
                               f"{confidence:.0%} bootstrap CI; the source's GPT-4o judge says {100 * judge:.1f}%")})
     return pd.DataFrame(rows)
 
 
-def own_results(nano: bool = True, traces: bool = True) -> pd.DataFrame:
-    """The lab's own measurements as result rows for ``add_results``: qwq-nano's model card and the traces."""
-    parts = ([nano_results()] if nano else []) + ([trace_results()] if traces else [])
+def evals_dir() -> Path:
+    """``data/evals``: the rows of the lab's own ``qwqlab eval`` runs that ship with it."""
+    return data_dir() / "evals"
+
+
+def eval_results(paths: Iterable[str | Path] | str | Path | None = None, bundled: bool = True) -> pd.DataFrame:
+    """Rows written by ``qwqlab eval`` (``qwqlab.evaluation.eval_row``): the bundled ones and ``paths``.
+
+    ``paths`` are result files (``runs/x.result.json``), folders of them, or glob patterns.
+    Each row names its ``grader`` and ``protocol``; ``published_model`` is the model as the
+    published table names it (see ``lab_against_published``).
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files = sorted(evals_dir().glob("*.json")) if bundled and evals_dir().exists() else []
+    for p in paths or []:
+        p = Path(p)
+        if p.is_dir():
+            files += sorted(p.glob("*.json"))
+        elif any(ch in str(p) for ch in "*?["):
+            files += [Path(f) for f in sorted(glob.glob(str(p)))]
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such result file (qwqlab eval CONFIG writes one; its path is printed)")
+    rows = [json.loads(f.read_text()) for f in dict.fromkeys(files)]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["model", "benchmark", "metric", "score"])
+
+
+def lab_against_published(table: pd.DataFrame, own: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each ``qwqlab eval`` row beside the published row of the same model, benchmark and metric.
+
+    One row per lab row: ``label`` (e.g. "QwQ-32B AIME24 79.5 (published) against 80.2 (this lab,
+    k=64)"), ``model``, ``benchmark``, ``metric``, the lab's ``score``/``ci_low``/``ci_high``,
+    ``reference`` (the published score; NaN where no source gives one), ``reference_source``
+    (its source; a disputed figure lists every source's number), and ``grader`` and ``protocol``.
+    Where no published row exists, the lab's other own row of that model and benchmark (qwq-nano's
+    model card) stands as the reference, named as such.
+    """
+    own = eval_results() if own is None else own
+    out = []
+    for _, r in own.iterrows():
+        name = r.get("published_model") or r["model"]
+        ref = table[(table["model"] == name) & (table["benchmark"] == r["benchmark"])
+                    & (table["metric"] == r["metric"]) & (table["status"] != "misattributed")]
+        ref = ref[ref["model"] != r["model"]]
+        k = r.get("samples_per_problem")
+        lab = f"{r['score']:.1f} (this lab{f', k={int(k)}' if pd.notna(k) else ''})"
+        if len(ref) and (ref["status"] == "disputed").any():
+            reference, source = float(ref["score"].mean()), disputed_text(ref)
+            text = f"{name} {r['benchmark']} {source} against {lab}"
+        elif len(ref):
+            first = ref.iloc[0]
+            reference, source = float(first["score"]), str(first["source"])
+            kind = ("published" if first["status"] == "published"
+                    else f"{first['source'].removeprefix('this lab: ')}: {first.get('note') or 'own'}")
+            text = f"{name} {r['benchmark']} {first.get('score_text', first['score'])} ({kind}) against {lab}"
+        else:
+            reference, source = math.nan, "no published figure"
+            text = f"{name} {r['benchmark']}: {lab}; no published figure"
+        out.append({"label": text, "model": name, "benchmark": r["benchmark"], "metric": r["metric"],
+                    "score": r["score"], "ci_low": r.get("ci_low", math.nan), "ci_high": r.get("ci_high", math.nan),
+                    "reference": reference, "reference_source": source, "grader": r.get("grader", ""),
+                    "protocol": r.get("protocol", "")})
+    return pd.DataFrame(out)
+
+
+def own_results(nano: bool = True, traces: bool = True, evals: bool = True) -> pd.DataFrame:
+    """The lab's own measurements as result rows for ``add_results``: qwq-nano's model card, the traces,
+    and the bundled ``qwqlab eval`` rows (``data/evals``)."""
+    parts = (([nano_results()] if nano else []) + ([trace_results()] if traces else [])
+             + ([eval_results()] if evals else []))
     parts = [p for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["model", "benchmark", "score"])

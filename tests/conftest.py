@@ -9,6 +9,14 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # tests/fixtures, out of the package: ``from fake_lm import ...``, ``from synthetic import ...``.
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 
+# `make test-kernels` runs the layout-sensitive tests at a fixed thread count: it sets
+# QWQLAB_TEST_THREADS, and the tests' own torch.set_num_threads calls then leave it alone.
+if os.environ.get("QWQLAB_TEST_THREADS"):
+    import torch
+
+    torch.set_num_threads(int(os.environ["QWQLAB_TEST_THREADS"]))
+    torch.set_num_threads = lambda n: None
+
 
 @pytest.fixture(scope="session")
 def nano():

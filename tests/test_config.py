@@ -9,7 +9,7 @@ from qwqlab.config import load_sample_config, load_train_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 EXPERIMENTS = sorted((CONFIGS / "experiments").glob("*.yaml"))
-TRAIN = [p for p in EXPERIMENTS if "sample" not in p.stem]
+TRAIN = [p for p in EXPERIMENTS if "sample" not in p.stem and not p.stem.endswith("_eval")]  # *_eval: test_eval.py
 SAMPLE = [p for p in EXPERIMENTS if "sample" in p.stem]
 
 

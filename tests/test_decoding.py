@@ -11,6 +11,8 @@ import math
 import pytest
 import torch
 
+from layouts import assert_same_generations
+
 from qwqlab.decoding import (KeyedChooser, decode, encode_left, filter_logits, generate, keyed_uniform, row_key,
                              sample_next_tokens, stop_token_ids)
 from qwqlab.rollouts import sample
@@ -193,15 +195,7 @@ def test_the_reported_entropy_is_the_policy_entropy(fake):
 
 
 def _completions(gens):
-    """Token ids exact; entropies are floats from other batch shapes: a float32 tolerance."""
-    return [(g.token_ids, g.finish_reason) for g in gens], torch.tensor([g.entropy for g in gens])
-
-
-def assert_same_completions(a, b):
-    ids_a, ent_a = _completions(a)
-    ids_b, ent_b = _completions(b)
-    assert ids_a == ids_b
-    torch.testing.assert_close(ent_a, ent_b, rtol=1e-4, atol=1e-5)
+    return [(g.token_ids, g.finish_reason) for g in gens]
 
 
 NANO_ARGS = dict(temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=40, seed=2)  # short: rows still end apart
@@ -226,7 +220,7 @@ def test_the_fused_step_runs_qwen2_and_gives_the_model_forwards_tokens(nano):
     prompts = [task.prompt(tok, p) for p in task.problems(6)]
     a = generate(model, tok, prompts, 4, **NANO_ARGS)
     b = generate(hooked, tok, prompts, 4, **NANO_ARGS)
-    assert_same_completions(a, b)
+    assert_same_generations(a, b)
     assert len({g.num_tokens for g in a}) > 1  # rows left the batch at different steps
     handle.remove()
     model.train()  # dropout may act: the fused step is for inference only
@@ -252,7 +246,7 @@ def test_rows_that_share_a_prefix_are_one_state_and_give_the_same_tokens(nano, m
     assert any(len(set(t)) < len(t) for t in texts) and any(len(set(t)) > 1 for t in texts)  # shared and forked
     monkeypatch.setattr(fast, "_buffered_cache", DynamicCache)
     apart = generate(model, tok, prompts, 6, **args)
-    assert_same_completions(shared, apart)
+    assert_same_generations(shared, apart)
 
 
 def test_the_plain_loop_gives_the_fast_paths_tokens(nano, monkeypatch):
@@ -270,11 +264,11 @@ def test_the_plain_loop_gives_the_fast_paths_tokens(nano, monkeypatch):
     with pytest.raises(ImportError):
         import qwqlab.fast_decoding  # noqa: F401
     assert type(decoding.new_batch(model)) is decoding.RowBatch
-    assert_same_completions(fast, generate(model, tok, prompts, 3, **NANO_ARGS))
+    assert_same_generations(fast, generate(model, tok, prompts, 3, **NANO_ARGS))
     monkeypatch.delitem(sys.modules, "qwqlab.fast_decoding")
     monkeypatch.setattr(decoding, "FAST", False)
     assert type(decoding.new_batch(model)) is decoding.RowBatch
-    assert_same_completions(fast, generate(model, tok, prompts, 3, **NANO_ARGS))
+    assert_same_generations(fast, generate(model, tok, prompts, 3, **NANO_ARGS))
 
 
 def test_the_fused_step_checks_itself_and_falls_back_once(nano, monkeypatch):
@@ -303,12 +297,12 @@ def test_the_fused_step_checks_itself_and_falls_back_once(nano, monkeypatch):
         second = generate(changed, tok, prompts, 3, **NANO_ARGS)
     monkeypatch.setattr(decoding, "FAST", False)
     plain = generate(changed, tok, prompts, 3, **NANO_ARGS)
-    assert_same_completions(first, plain)
-    assert_same_completions(second, plain)
+    assert_same_generations(first, plain)
+    assert_same_generations(second, plain)
     monkeypatch.setattr(decoding, "FAST", True)
     monkeypatch.setattr(q2.Qwen2MLP, "forward", forward)
     assert fast._checked[model] == {("torch.float32", "cpu"): True}  # the unchanged model passed its check
-    assert _completions(generate(model, tok, prompts, 3, **NANO_ARGS))[0] != _completions(first)[0]
+    assert _completions(generate(model, tok, prompts, 3, **NANO_ARGS)) != _completions(first)
 
 
 @pytest.mark.parametrize("kwargs,named", [

@@ -5,17 +5,25 @@ import pytest
 
 from qwqlab.figures import NOTEBOOK_DIR, execute_notebook
 
+REPO = NOTEBOOK_DIR.parent
+
 NOTEBOOK = NOTEBOOK_DIR / "06_benchmark_plots.ipynb"
 
 
 @pytest.mark.slow
 def test_notebook_06_runs_and_writes_its_figures(tmp_path):
+    # a qwqlab eval row as a QwQ-32B run would write it (no GPU here): the bundled qwq-nano row's shape
+    row = json.loads(next((REPO / "data" / "evals").glob("qwq-nano_*.json")).read_text())
+    row.update(model="QwQ-32B (this lab, k=64)", published_model="QwQ-32B", benchmark="AIME24", score=77.3,
+               ci_low=70.1, ci_high=83.0)
+    (tmp_path / "qwq32b.result.json").write_text(json.dumps(row))
     params = {"SCATTER_BENCHMARKS": ["AIME24"],  # one scatter instead of two, for speed
-              "OWN_RESULTS": [{"model": "test-run", "benchmark": "AIME24", "score": 12.5, "params_total_b": 1.5}]}
+              "OWN_RESULTS": [{"model": "test-run", "benchmark": "AIME24", "score": 12.5, "params_total_b": 1.5}],
+              "EVAL_RESULTS": [str(tmp_path / "qwq32b.result.json")]}
     nb = execute_notebook(NOTEBOOK, params, out_dir=tmp_path)
     entries = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
     names = [e["name"] for e in entries]
-    assert names == ["benchmark_bars", "size_efficiency_AIME24", "misattributed_figures"]
+    assert names == ["benchmark_bars", "size_efficiency_AIME24", "misattributed_figures", "lab_against_published"]
     for e in entries:
         assert e["data_sha256"]
         for f in e["files"]:
@@ -27,4 +35,7 @@ def test_notebook_06_runs_and_writes_its_figures(tmp_path):
     text = "\n".join(o.get("text", "") + json.dumps(o.get("data", {})) for c in nb.cells if c.cell_type == "code"
                      for o in c.get("outputs", []))
     assert "QwQ-preview-blog" in text and "69.5" in text  # the claims shown against their sources
+    # the qwqlab eval rows beside the published row of the same name, grader and protocol named
+    assert "QwQ-32B AIME24 79.5 (published) against 77.3 (this lab, k=64)" in text
+    assert "qwq-nano arithmetic (held-out)" in text and "temperature 0.6, top-p 0.95, top-k 40" in text
     assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))

@@ -300,7 +300,7 @@ def test_trace_results_score_the_lab_s_own_grading_with_an_interval():
 def test_own_results_include_the_bundled_traces():
     from qwqlab.traces import MODELS, load_mip_traces
 
-    rows = R.own_results(nano=False)
+    rows = R.own_results(nano=False, evals=False)
     assert rows["model"].tolist() == [f"{m} (this lab)" for m in MODELS]
     normal = load_mip_traces(markers=()).query("split == 'normal'")
     for m, r in zip(MODELS, rows.itertuples()):

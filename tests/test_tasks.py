@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import hashlib
+import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -9,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from qwqlab.chat import MATH_INSTRUCTION, build_prompt
+from qwqlab.paths import data_dir
 from qwqlab.tasks import TASKS, ArithmeticTask, GPQATask, MathTask, Problem, get_task
 from qwqlab.tasks.gpqa import GPQA_INSTRUCTION, LETTERS, extract_letter
 
@@ -52,6 +57,40 @@ def test_parquet_and_data_dir_files(tmp_path, monkeypatch):
     records.to_parquet(tmp_path / "tasks" / "aime25.parquet")
     monkeypatch.setenv("QWQLAB_DATA", str(tmp_path))
     assert [p.id for p in MathTask("aime25").problems()] == [p.id for p in from_parquet]
+
+
+QWQ_EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "qwq-eval"
+
+
+@pytest.mark.parametrize("name", ["aime24", "aime25"])
+def test_qwq_aime_files_are_bundled_and_load_offline(name, tok, monkeypatch):
+    """issue 19, item 1: QwQ's own AIME files (data/tasks, Apache-2.0) load with no network, 30
+    integer-answer problems each, prompted like every other task (the instruction once, at the end)."""
+    import datasets
+
+    def offline(*a, **k):
+        raise AssertionError("a bundled benchmark must not reach the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    task = MathTask(name, download=False)
+    probs = task.problems()
+    assert len(probs) == 30 and len({p.id for p in probs}) == 30
+    assert all(re.fullmatch(r"\d{1,3}", p.answer) and 0 <= int(p.answer) <= 999 for p in probs)  # AIME: 000-999
+    raw = [json.loads(line) for line in (data_dir() / "tasks" / f"{name}.jsonl").read_text().splitlines()]
+    assert [p.answer for p in probs] == [str(r["answer"]) for r in raw]
+    for p, r in zip(probs, raw):  # the question is the file's prompt without QwQ's instruction
+        assert r["prompt"] == f"{p.question}\n{MATH_INSTRUCTION}" and MATH_INSTRUCTION not in p.question
+    prompt = task.prompt(tok, probs[0])
+    assert prompt == build_prompt(tok, probs[0].question) == get_task("math500", path=FIXTURES / "math500_sample.jsonl"
+                                                                      ).prompt(tok, Problem("x", probs[0].question, "1"))
+    assert prompt.count(MATH_INSTRUCTION) == 1
+    assert task.grade(f"</think>\n\\boxed{{{probs[0].answer}}}", probs[0]) == 1.0
+    card = (data_dir() / "tasks" / "README.md").read_text()
+    assert "620a5eadc89ff464d339367dd9c9973a93215c81" in card and "Apache" in (data_dir() / "tasks" / "LICENSE").read_text()
+    digest = hashlib.sha256((data_dir() / "tasks" / f"{name}.jsonl").read_bytes()).hexdigest()
+    assert digest in card  # the card names each file's sha256
+    if QWQ_EVAL.is_dir():  # copied unchanged from ../shared/data/qwq-eval (the lab's copy of the QwQ repository)
+        assert hashlib.sha256((QWQ_EVAL / f"{name}.jsonl").read_bytes()).hexdigest() == digest
 
 
 def test_hub_loading_through_datasets_is_mapped(monkeypatch, tmp_path):

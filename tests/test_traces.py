@@ -17,8 +17,8 @@ from tokenizers import Tokenizer
 
 from qwqlab import lengths as L
 from qwqlab.paths import data_dir
-from qwqlab.traces import (MODELS, SPLITS, TraceFileError, grade_answer, load_mip_traces, load_traces,
-                           thinking_efficiency)
+from qwqlab.trace_files import TraceFileError, grade_answer, load_traces
+from qwqlab.traces import MODELS, SPLITS, load_mip_traces, thinking_efficiency
 
 
 @pytest.fixture(scope="module")
@@ -173,12 +173,22 @@ def test_trace_reader_shows_two_models_on_one_problem(traces):
         trace_reader(traces, models=("QwQ-32B", "GPT-5"))
 
 
+def _card_table(header: str) -> list[list[str]]:
+    """The cells of the data card's table whose header line starts with ``header``."""
+    lines = (data_dir() / "traces" / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:  # after the header and its |---| line
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
 def test_the_data_card_table_is_what_the_loader_measures(traces):
     """data/traces/README.md's table, row by row, against the bundled file: a grader change must
     show up in the card."""
-    card = (data_dir() / "traces" / "README.md").read_text()
-    rows = [line.strip("|").split("|") for line in card.splitlines()
-            if line.startswith("| ") and any(line.startswith(f"| {m} |") for m in MODELS)]
+    rows = _card_table("| model | split | rows | thinking tokens")
     assert len(rows) == len(MODELS) * len(SPLITS)
     for cells in rows:
         model, split, n, mean, median, truncated, judge, ours = (c.strip() for c in cells)
@@ -189,6 +199,35 @@ def test_the_data_card_table_is_what_the_loader_measures(traces):
         assert int(truncated) == int(g["is_truncated"].sum())
         assert float(judge) == round((g["judge_label"] == 1).mean(), 3)
         assert float(ours) == round(g["correct"].mean(), 3), (model, split)
+
+
+def test_the_data_card_agreement_with_the_judge_is_what_the_graders_measure(traces):
+    """issue 19: the card's agreement table (qwqlab's grader and the QwQ-repo baseline against the
+    source's judge, per model and split and per model) is recomputed from the loader, and holds the
+    issue's goal: at least 0.95 on every model, none below QwQ's extraction on the same rows."""
+    import importlib.util
+
+    script = data_dir().parent / "scripts" / "measure_grader_agreement.py"
+    spec = importlib.util.spec_from_file_location("measure_grader_agreement", script)
+    measure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(measure)
+    rows = _card_table("| model | split | rows | judge says correct | qwqlab agrees")
+    assert len(rows) == len(MODELS) * (len(SPLITS) + 1)
+    per_split, per_model = measure.agreement_table(traces), measure.agreement_table(traces, by="model")
+    for model, split, n, judge, ours, baseline in rows:
+        table = per_model[per_model["model"] == model] if split == "both" else per_split[
+            (per_split["model"] == model) & (per_split["split"] == split)]
+        assert len(table) == 1, (model, split)
+        got = table.iloc[0]
+        assert int(n) == got["rows"] and float(judge) == round(got["judge_correct"], 3), (model, split)
+        assert float(ours) == round(got["qwqlab"], 3) and float(baseline) == round(got["qwq_repo_baseline"], 3), \
+            (model, split)
+    for got in per_model.itertuples():
+        assert got.qwqlab >= 0.95 and got.qwqlab >= got.qwq_repo_baseline, got
+    # judge_agreement by hand on one model: rows where the verdict and the judge's "correct" are equal
+    qwen = traces[traces["model"] == "Qwen2.5-32B-Instruct"]
+    by_hand = sum((c == 1.0) == (j == 1) for c, j in zip(qwen["correct"], qwen["judge_label"])) / len(qwen)
+    assert per_model.set_index("model").loc["Qwen2.5-32B-Instruct", "qwqlab"] == pytest.approx(by_hand)
 
 
 def test_overview_matches_a_plain_count(traces, raw_rows):
@@ -259,7 +298,8 @@ def test_load_traces_separate_fields_gold_answers_and_tokenizer(tmp_path):
     df = load_traces(write_jsonl(tmp_path / "sep.jsonl", recs),
                      fields={"question": "problem", "reasoning": "reasoning_content", "answer": "content",
                              "gold_answer": "gold"}, tokenizer=lambda s: list(s))
-    assert df["correct"].iloc[:3].tolist() == [1.0, 0.0, 0.0]
+    # row 2 has no thinking: an answer-only response, read by its last value (grading.answer_only_rules): 007 is 7
+    assert df["correct"].iloc[:3].tolist() == [1.0, 1.0, 0.0] and df["extracted_answer"].iloc[1] == "007"
     assert math.isnan(df["correct"].iloc[3])  # empty gold answer: cannot be judged, not 0
     assert df["think_tokens"].tolist() == [len("one over two"), 0, 3, 3]
     assert df["gold_answer"].tolist() == ["1/2", "7", "4", ""]

@@ -3,9 +3,16 @@
 QwQ-32B reports AIME as the mean over 64 samples per problem (see ``qwqlab.metrics``).
 Problems come from a local ``.jsonl``/``.json``/``.parquet`` file with ``problem`` and
 ``answer`` fields (as on the Hub), from ``data/tasks/NAME.jsonl`` if present, or, when the
-machine is online, from the Hub through ``datasets``:
+machine is online, from the Hub through ``datasets``. AIME 2024 and AIME 2025 are bundled,
+so they load offline: ``data/tasks/aime24.jsonl`` and ``aime25.jsonl`` are the Qwen team's
+own evaluation files for QwQ-32B (github:QwenLM/QwQ, Apache-2.0; data card in
+``data/tasks/README.md``), 30 problems each. Their rows hold ``prompt`` (the problem followed
+by QwQ's instruction) and ``answer``; the instruction is taken off the question, so the
+prompt is built exactly as for every other task (``chat.build_prompt`` adds it back).
 
->>> task = MathTask("aime24", path="aime_2024.jsonl")           # doctest: +SKIP
+>>> len(MathTask("aime24").problems()), MathTask("aime25").problems()[0].answer
+(30, '70')
+>>> task = MathTask("aime24", path="aime_2024.jsonl")           # your own copy  # doctest: +SKIP
 >>> task = MathTask("math500")   # data/tasks/math500.jsonl, else downloads HuggingFaceH4/MATH-500  # doctest: +SKIP
 
 Answers are graded by qwqlab's one grader (``qwqlab.grading``: Math-Verify behind one
@@ -18,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qwqlab.chat import build_prompt
+from qwqlab.chat import MATH_INSTRUCTION, build_prompt
 from qwqlab.grading import answers_match, extract_answer
 from qwqlab.tasks.base import Problem
 
@@ -29,7 +36,8 @@ SOURCES = {
     "math500": ("HuggingFaceH4/MATH-500", None, "test"),
 }
 TITLES = {"aime24": "AIME 2024", "aime25": "AIME 2025", "math500": "MATH-500"}
-QUESTION_FIELDS = ("problem", "question", "Problem", "Question")
+#: Where a row's question is, in order; ``prompt`` is how QwQ's evaluation files name it.
+QUESTION_FIELDS = ("problem", "question", "Problem", "Question", "prompt")
 ANSWER_FIELDS = ("answer", "Answer", "final_answer", "expected_answer")
 ID_FIELDS = ("id", "unique_id", "ID", "problem_id", "problem_idx", "idx")
 
@@ -39,6 +47,15 @@ def _first(record: dict, names: tuple[str, ...]):
         if n in record and record[n] is not None and str(record[n]) != "nan":
             return record[n]
     return None
+
+
+def _question_text(text: str) -> str:
+    """The question without a trailing copy of the lab's maths instruction (QwQ's files end
+    each prompt with it), so that ``build_prompt`` does not say it twice."""
+    text = text.strip()
+    if text.endswith(MATH_INSTRUCTION):
+        text = text[: -len(MATH_INSTRUCTION)].rstrip()
+    return text
 
 
 def read_records(path: str | Path) -> list[dict]:
@@ -69,12 +86,16 @@ def read_records(path: str | Path) -> list[dict]:
 class MathTask:
     """A maths benchmark with numeric or LaTeX answers: ``aime24``, ``aime25``, ``math500`` or your own file.
 
+    ``aime24`` and ``aime25`` are bundled (``data/tasks``, QwQ's evaluation files) and load offline.
+
     Args:
         name: one of ``SOURCES`` (then ``path`` is optional) or any name for a file of yours.
         path: a local ``.jsonl``/``.json``/``.parquet`` file with ``problem``/``answer`` fields.
         download: allow fetching ``SOURCES[name]`` through ``datasets`` when no local file is found.
         prompt_opens_think: the model's prompt opens the thinking (QwQ, R1 distills, qwq-nano);
-            False for answer-only models, whose unboxed "the answer is X" is then read too.
+            False for answer-only models, whose unboxed answers are then read too
+            (``grading.answer_only_rules``: "the answer is X", a bold answer, a final equation,
+            the last value).
     """
     name: str = "math500"
     path: str | Path | None = None
@@ -115,7 +136,11 @@ class MathTask:
         return [dict(r) for r in ds]
 
     def records_to_problems(self, records: list[dict]) -> list[Problem]:
-        """Map file or Hub rows (``problem``/``answer``/``id`` and their usual variants) to ``Problem``s."""
+        """Map file or Hub rows (``problem``/``answer``/``id`` and their usual variants) to ``Problem``s.
+
+        A question that ends with ``chat.MATH_INSTRUCTION`` (QwQ's evaluation files) loses it
+        here: ``prompt`` adds it, as for every task. Rows without an id are numbered from 0.
+        """
         out = []
         for i, r in enumerate(records):
             question = _first(r, QUESTION_FIELDS)
@@ -125,7 +150,8 @@ class MathTask:
             answer = _first(r, ANSWER_FIELDS)
             pid = _first(r, ID_FIELDS)
             meta = {k: v for k, v in r.items() if k not in QUESTION_FIELDS + ANSWER_FIELDS}
-            out.append(Problem(id=f"{self.name}-{pid if pid is not None else i}", question=str(question),
+            out.append(Problem(id=f"{self.name}-{pid if pid is not None else i}",
+                               question=_question_text(str(question)),
                                answer=None if answer is None else str(answer).strip(), meta=meta))
         ids = [p.id for p in out]
         if len(set(ids)) != len(ids):  # ids in the file repeat: number the rows instead
@@ -146,7 +172,8 @@ class MathTask:
 
     def extract_answer(self, completion: str) -> str | None:
         """The answer by qwqlab's one policy (``grading.extract_answer``): the last ``\\boxed{}``
-        after the thinking, else a final "the answer is X"; ``None`` if truncated or none."""
+        after the thinking; for an answer-only output, ``grading.answer_only_rules`` without a
+        box; ``None`` if truncated or none."""
         return extract_answer(completion, self.prompt_opens_think)
 
     def judge(self, completion: str, problem: Problem) -> tuple[float | None, str]:
