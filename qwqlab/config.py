@@ -27,32 +27,121 @@ from __future__ import annotations
 
 import inspect
 import json
+import reprlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from qwqlab.validate import check_fields, kinds, value_problem  # noqa: F401 - check_fields: the one checker
 
 
 class ConfigError(ValueError):
     """An experiment file that cannot be used; the message names the file and the key."""
 
 
+# --- reading a file ----------------------------------------------------------------------
+
+#: Largest experiment file read (bytes); a real one is under 2 KB.
+MAX_FILE_BYTES = 1 << 20
+
+
+def _yaml_loader():
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        """PyYAML's safe loader without aliases: ``*ref`` is refused (a 466-byte billion laughs
+        expands to gigabytes once a program walks it)."""
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise ConfigError(f"line {mark.line + 1}: YAML aliases (*name) are not accepted; "
+                                  "write the value out")
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
 def read_file(path) -> dict:
-    """The mapping in a ``.yaml``/``.yml``, ``.json`` or ``.toml`` file."""
+    """The mapping in a ``.yaml``/``.yml``, ``.json`` or ``.toml`` file.
+
+    Refused with a ``ConfigError`` naming the file: other suffixes, files over
+    ``MAX_FILE_BYTES``, text that is not UTF-8, syntax errors, YAML aliases, nesting deeper
+    than Python's recursion limit, and a top level that is not a mapping.
+    """
     path = Path(path)
-    text = path.read_text()
     suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        import yaml
-        data = yaml.safe_load(text)
-    elif suffix == ".json":
-        data = json.loads(text)
-    elif suffix == ".toml":
-        import tomllib
-        data = tomllib.loads(text)
-    else:
+    if suffix not in (".yaml", ".yml", ".json", ".toml"):
         raise ConfigError(f"{path}: use a .yaml, .json or .toml file, not {suffix or 'no suffix'!r}")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror or e}); check the path") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES} bytes; an experiment file is a few lines")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8") from None
+    try:
+        if suffix == ".json":
+            data = json.loads(text)
+        elif suffix == ".toml":
+            import tomllib
+            data = tomllib.loads(text)
+        else:
+            import yaml
+            try:
+                data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader without aliases
+            except yaml.YAMLError as e:
+                raise ConfigError(" ".join(str(e).split())[:300]) from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read; an experiment file is a few levels deep") from None
+    except ValueError as e:  # json.JSONDecodeError, tomllib.TOMLDecodeError
+        raise ConfigError(f"{path}: not valid {suffix[1:].upper()}: {' '.join(str(e).split())[:300]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the file must hold a mapping of settings, not {type(data).__name__}")
     return data
+
+
+def _check(where: str, obj) -> None:
+    """``check_fields`` for a section of an experiment file, as a ``ConfigError``."""
+    try:
+        check_fields(obj, where)
+    except ValueError as e:
+        raise ConfigError(f"{e}; fix that value in the file") from None
+    if getattr(obj, "bits", None) not in (None, 4, 8):
+        raise ConfigError(f"{where}: bits must be 4, 8 or null (full precision), got {obj.bits}")
+
+
+def _check_out(where: str, out) -> str:
+    """``out`` as given, refused when a relative path climbs out of the working folder."""
+    out = str(out)
+    p = Path(out)
+    if not p.is_absolute():
+        cwd = Path.cwd().resolve()
+        full = (cwd / p).resolve()
+        if full != cwd and cwd not in full.parents:
+            raise ConfigError(f"{where}: out {out!r} is outside the working folder {cwd}; write it inside, "
+                              "or give an absolute path if you mean that place")
+    return out
+
+
+def _build_task(where: str, name, args):
+    """The task, built now so a wrong ``task_args`` key or value is refused at load time."""
+    from qwqlab.tasks import TASKS, get_task
+
+    if not isinstance(name, str) or name not in TASKS:
+        raise ConfigError(f"{where}: task {reprlib.repr(name)} is not known; known: {sorted(TASKS)}")
+    if not isinstance(args, dict):
+        raise ConfigError(f"{where}: task_args must be a mapping (e.g. {{split: train}}), got {reprlib.repr(args)}")
+    try:
+        return get_task(name, **args)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: task_args {sorted(args)} do not fit task {name!r}: "
+                          f"{' '.join(str(e).split())[:200]}") from None
 
 
 def _refuse_unknown(where: str, given: dict, known) -> None:
@@ -80,16 +169,30 @@ def _rewards(where: str, raw) -> list[RewardSpec]:
         return []
     if isinstance(raw, dict):  # shorthand: {accuracy: 1.0, format: 0.5}
         raw = [{"name": k, "weight": v} for k, v in raw.items()]
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: rewards must be a list ([{{name: accuracy, weight: 1.0}}]) or a mapping "
+                          f"name -> weight ({{accuracy: 1.0}}), got {reprlib.repr(raw)}")
     specs = []
     for i, entry in enumerate(raw):
+        if not isinstance(entry, (str, dict)):
+            raise ConfigError(f"{where}: rewards[{i}] must be a name or {{name: ..., weight: ...}}, "
+                              f"got {reprlib.repr(entry)}")
         entry = {"name": entry} if isinstance(entry, str) else dict(entry)
         name = entry.pop("name", None)
-        if name not in REWARDS:
-            raise ConfigError(f"{where}: rewards[{i}] is {name!r}; known rewards: {sorted(REWARDS)}")
-        weight = float(entry.pop("weight", 1.0))
+        if not isinstance(name, str) or name not in REWARDS:
+            raise ConfigError(f"{where}: rewards[{i}] is {reprlib.repr(name)}; known rewards: {sorted(REWARDS)}")
+        weight = entry.pop("weight", 1.0)
+        problem = value_problem(weight, (float,))
+        if problem:
+            raise ConfigError(f"{where}: rewards[{i}] ({name}) weight {problem}")
         accepted = inspect.signature(REWARDS[name]).parameters
         _refuse_unknown(f"{where}: rewards[{i}] ({name})", entry, list(accepted) + ["name", "weight"])
-        specs.append(RewardSpec(name, weight, entry))
+        spec = RewardSpec(name, float(weight), entry)
+        try:
+            spec.build()  # the factory checks its own parameters now, not at the first step
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: rewards[{i}] ({name}): {' '.join(str(e).split())[:200]}") from None
+        specs.append(spec)
     return specs
 
 
@@ -137,14 +240,14 @@ def check_trl_keys(where: str, trl_settings: dict) -> None:
 def load_train_config(path) -> TrainConfig:
     """Read and check a training file (see the module docstring)."""
     from qwqlab.grpo import GRPOConfig
-    from qwqlab.tasks import TASKS
 
     where = str(path)
     raw = read_file(path)
     _refuse_unknown(where, raw, [f.name for f in fields(TrainConfig)])
-    if raw.get("task", "arithmetic") not in TASKS:
-        raise ConfigError(f"{where}: task {raw['task']!r} is not known; known: {sorted(TASKS)}")
-    grpo = dict(raw.pop("grpo", None) or {})
+    grpo = raw.pop("grpo", None) or {}
+    if not isinstance(grpo, dict):
+        raise ConfigError(f"{where}: grpo must be a mapping of GRPOConfig knobs, got {reprlib.repr(grpo)}")
+    grpo = dict(grpo)
     _refuse_unknown(f"{where}: grpo", grpo, [f.name for f in fields(GRPOConfig)])
     rewards = _rewards(where, raw.pop("rewards", None))
     if rewards and grpo.get("reward_weights") is not None:
@@ -155,11 +258,20 @@ def load_train_config(path) -> TrainConfig:
         grpo_cfg = GRPOConfig(**grpo)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from e
-    return TrainConfig(**raw, rewards=rewards, grpo=grpo_cfg)
+    for key in ("task_args", "trl"):  # an empty section in YAML reads as None
+        if raw.get(key, {}) is None:
+            raw[key] = {}
+    cfg = TrainConfig(**raw, rewards=rewards, grpo=grpo_cfg)
+    _check(where, cfg)
+    _build_task(where, cfg.task, cfg.task_args)
+    cfg.out = _check_out(where, cfg.out)
+    return cfg
 
 
-#: Arguments of ``qwqlab.rollouts.sample`` a sampling file may set under ``sampling:``.
-SAMPLING_KEYS = ("num_generations", "temperature", "top_p", "top_k", "max_new_tokens", "seed", "batch_size")
+#: Arguments of ``qwqlab.rollouts.sample`` a sampling file may set under ``sampling:``, with their types.
+SAMPLING_TYPES = {"num_generations": "int", "temperature": "float", "top_p": "float", "top_k": "int | None",
+                  "max_new_tokens": "int | None", "seed": "int | None", "batch_size": "int"}
+SAMPLING_KEYS = tuple(SAMPLING_TYPES)
 
 
 @dataclass
@@ -183,21 +295,32 @@ class SampleConfig:
 
 def load_sample_config(path) -> SampleConfig:
     """Read and check a sampling file (see the module docstring)."""
-    from qwqlab.tasks import TASKS
-
     where = str(path)
     raw = read_file(path)
     _refuse_unknown(where, raw, [f.name for f in fields(SampleConfig)])
-    _refuse_unknown(f"{where}: sampling", raw.get("sampling") or {}, SAMPLING_KEYS)
-    if raw.get("task", "arithmetic") not in TASKS:
-        raise ConfigError(f"{where}: task {raw['task']!r} is not known; known: {sorted(TASKS)}")
-    out = str(raw.get("out", "rollouts.jsonl"))
-    if not out.endswith((".jsonl", ".parquet")):
-        raise ConfigError(f"{where}: out must be a .jsonl or .parquet file, not {out!r}")
     for key in ("task_args", "sampling", "vllm", "openai"):  # an empty section in YAML reads as None
-        raw[key] = raw.get(key) or {}
-    _check_server(where, raw["openai"])
-    return SampleConfig(**raw)
+        if raw.get(key, {}) is None:
+            raw[key] = {}
+    cfg = SampleConfig(**raw)
+    _check(where, cfg)
+    _check_sampling(where, cfg.sampling)
+    if cfg.num_problems < 1:
+        raise ConfigError(f"{where}: num_problems must be at least 1, got {cfg.num_problems}")
+    _build_task(where, cfg.task, cfg.task_args)
+    if not cfg.out.endswith((".jsonl", ".parquet")):
+        raise ConfigError(f"{where}: out must be a .jsonl or .parquet file, not {cfg.out!r}")
+    cfg.out = _check_out(where, cfg.out)
+    _check_server(where, cfg.openai)
+    return cfg
+
+
+def _check_sampling(where: str, sampling: dict) -> None:
+    """A ``sampling:`` section: known keys, each of its type and finite."""
+    _refuse_unknown(f"{where}: sampling", sampling, SAMPLING_KEYS)
+    for key, value in sampling.items():
+        problem = value_problem(value, kinds(SAMPLING_TYPES[key]))
+        if problem:
+            raise ConfigError(f"{where}: sampling.{key} {problem}; fix that value in the file")
 
 
 def _check_server(where: str, server: dict) -> None:
@@ -254,7 +377,6 @@ class EvalConfig:
 def load_eval_config(path) -> EvalConfig:
     """Read and check an evaluation file (``configs/experiments/*_eval.yaml``; see ``EvalConfig``)."""
     from qwqlab.backends import BACKENDS
-    from qwqlab.tasks import TASKS
 
     where = str(path)
     raw = read_file(path)
@@ -263,9 +385,8 @@ def load_eval_config(path) -> EvalConfig:
         raw[key] = raw.get(key) or {}
         if not isinstance(raw[key], dict):
             raise ConfigError(f"{where}: {key} must be a mapping, not {type(raw[key]).__name__}")
-    _refuse_unknown(f"{where}: sampling", raw["sampling"], SAMPLING_KEYS)
-    if raw.get("task", "arithmetic") not in TASKS:
-        raise ConfigError(f"{where}: task {raw['task']!r} is not known; known: {sorted(TASKS)}")
+    _check_sampling(where, raw["sampling"])
+    _build_task(where, raw.get("task", "arithmetic"), raw["task_args"])
     backend = raw.get("backend", "hf")
     if backend not in BACKENDS:
         raise ConfigError(f"{where}: backend {backend!r} is not known; use one of {list(BACKENDS)}")
@@ -277,7 +398,11 @@ def load_eval_config(path) -> EvalConfig:
     n = raw.get("num_problems")
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ConfigError(f"{where}: num_problems must be an integer >= 1, or null for all of the task's problems")
-    out = str(raw.get("out", "runs/eval.jsonl"))
-    if not out.endswith((".jsonl", ".parquet")):
-        raise ConfigError(f"{where}: out must be a .jsonl or .parquet file, not {out!r}")
-    return EvalConfig(**raw, path=where)
+    cfg = EvalConfig(**raw, path=where)
+    _check(where, cfg)
+    if not cfg.out.endswith((".jsonl", ".parquet")):
+        raise ConfigError(f"{where}: out must be a .jsonl or .parquet file, not {cfg.out!r}")
+    cfg.out = _check_out(where, cfg.out)
+    if cfg.results is not None:
+        cfg.results = _check_out(where, cfg.results)
+    return cfg

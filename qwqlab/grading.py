@@ -13,16 +13,22 @@ Timeout policy (never hangs, in the main thread or any other): answers shaped li
 trap (towers of powers, huge numbers, deep nesting, longer than ``MAX_MATH_VERIFY_CHARS``)
 never reach Math-Verify and are compared as normalised strings, so ``9^{9^{9^{9^{9}}}}``
 costs microseconds from any thread; in the main thread each Math-Verify parse and comparison
-also has a ``MATH_VERIFY_TIMEOUT_S`` interval timer, and one call stops using Math-Verify after
+also has a ``MATH_VERIFY_TIMEOUT_S`` interval timer; from any other thread the judgement runs in a
+forked child process killed after ``CHILD_DEADLINE_S`` (a thread cannot be interrupted, and a
+C-level power holds the GIL: see ``_verify_killably``); and one call stops using Math-Verify after
 ``MAX_TIMEOUTS_PER_CALL`` timeouts or ``MATH_VERIFY_BUDGET_S`` (+10 ms per completion).
 """
 from __future__ import annotations
 
+import ast
 import logging
+import os
 import re
+import select
 import signal
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 
 from qwqlab.chat import extract_boxed, split_think
@@ -101,8 +107,11 @@ def _is_risky(latex: str) -> bool:
             best = max(best, depth)
         elif ch in "})]":
             depth -= 1
-    if "!" in latex.replace("\\!", "") and latex.count("!") > len(_SMALL_FACTORIAL.findall(latex)):
+    factorial = "!" in latex.replace("\\!", "")
+    if factorial and latex.count("!") > len(_SMALL_FACTORIAL.findall(latex)):
         return True  # only factorials of 1-3 digit numbers: (10^{100})! never finishes
+    if factorial and "^" in latex:
+        return True  # 2^{99!}, {999!}^{9!}: a small factorial as (or raised to) a power is astronomically big
     return best > 5 or bool(_RISKY.search(latex))
 
 
@@ -315,7 +324,7 @@ def answers_match(predicted: str | None, gold: str | None, _breaker: CallBudget 
         return None if gold in _GOLD_CACHE and _GOLD_CACHE[gold] is None and not gold_is_int else 0.0
     start = time.perf_counter()
     try:
-        return _verify(pred, gold, gold_is_int, breaker)
+        return _verify_killably(pred, gold, gold_is_int, breaker)
     finally:
         breaker.spent += time.perf_counter() - start
 
@@ -342,6 +351,82 @@ def _verify(pred: str, gold: str, gold_is_int: bool, breaker: CallBudget) -> flo
         return None
     except Exception:
         return 0.0
+
+
+#: From a thread other than the main one, a forked child judging one answer is killed after
+#: this many seconds (its own timer gives each of its three Math-Verify steps MATH_VERIFY_TIMEOUT_S).
+CHILD_DEADLINE_S = 3 * MATH_VERIFY_TIMEOUT_S + 1.0
+#: Address space a judging child may add to what it inherits (bytes).
+CHILD_EXTRA_MEMORY = 2 << 30
+
+
+def _ready(fd: int, event: int, seconds: float) -> bool:
+    """Is ``fd`` ready (``select.POLLIN``/``POLLOUT``) within ``seconds``? (poll: no 1024-descriptor limit)"""
+    poller = select.poll()
+    poller.register(fd, event | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(max(0, int(seconds * 1000)) + 1))
+
+
+def _verify_killably(pred: str, gold: str, gold_is_int: bool, breaker: CallBudget) -> float | None:
+    """``_verify`` where a runaway computation can always be stopped.
+
+    In the main thread, ``_time_limit``'s interval timer interrupts Math-Verify. From any other
+    thread (a thread pool, a reward server, a widget callback) no signal can reach it, and a
+    helper thread is no answer: ``2^{99!}`` makes sympy run a C-level power that holds the GIL,
+    so no other thread (not the caller, not a watchdog) runs again. So the judgement runs in a
+    forked child process (it inherits the imported Math-Verify, and there it is the main thread,
+    with the timer), which is killed at ``CHILD_DEADLINE_S``: a timeout, ``None``. Without
+    ``os.fork`` (Windows) the helper thread of ``_limited`` is all there is.
+    """
+    if threading.current_thread() is threading.main_thread() or not hasattr(os, "fork"):
+        return _verify(pred, gold, gold_is_int, breaker)
+    _math_verify()  # imported and warmed here, so the child imports nothing
+    r, w = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12: fork with threads running
+        pid = os.fork()
+    if pid == 0:  # the child: judge, write the verdict, leave without running the parent's exit code
+        code = 1
+        try:
+            os.close(r)
+            import resource
+
+            with open("/proc/self/statm") as f:
+                have = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            resource.setrlimit(resource.RLIMIT_AS, (have + CHILD_EXTRA_MEMORY, have + CHILD_EXTRA_MEMORY))
+            child_budget = CallBudget()
+            value = _verify(pred, gold, gold_is_int, child_budget)
+            os.write(w, repr((value, child_budget.timeouts)).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    data, deadline = b"", time.monotonic() + CHILD_DEADLINE_S
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not _ready(r, select.POLLIN, left):
+                break  # out of time
+            chunk = os.read(r, 4096)
+            if not chunk:
+                break  # the child is done (or died)
+            data += chunk
+    finally:
+        os.close(r)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+    try:
+        value, timeouts = ast.literal_eval(data.decode())
+    except (ValueError, SyntaxError, UnicodeDecodeError):
+        logging.getLogger(__name__).warning("qwqlab.grading: judging %r against %r ran out of time or memory "
+                                            "in its child process; cannot be judged", pred[:60], gold[:60])
+        breaker.timeouts += 1
+        return None
+    breaker.timeouts += timeouts
+    return value
 
 
 # ----------------------------------------------------------------------------- reading an answer

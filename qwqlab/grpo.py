@@ -32,7 +32,7 @@ from qwqlab.grpo_config import (ESTIMATORS, GROUP_BOOKKEEPING, GROUP_OBJECTIVE, 
                                 KL_ESTIMATORS, LOSS_AGGREGATIONS, RESUME_MAY_CHANGE, GRPOConfig, run_settings)
 from qwqlab.logprobs import batch_logprobs, micro_batches, tree_attention_ok
 from qwqlab.models import add_lora, is_peft, is_quantized  # noqa: F401  (add_lora: grpo.add_lora reads on)
-from qwqlab.rewards import score_rewards, task_reward
+from qwqlab.rewards import MAX_ABS_REWARD, score_rewards, task_reward
 from qwqlab.runs import CheckpointError, check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, write_log
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that importing qwqlab stays fast
@@ -385,6 +385,8 @@ def step_log(step: int, batch: RolloutBatch, update: dict, trained_rows: int, ti
     for name, vals in batch.per_func.items():
         ok = [float(v) for v in vals if v is not None and math.isfinite(float(v))]
         row[f"reward/{name}"] = sum(ok) / len(ok) if ok else float("nan")
+        # None (a failed sandbox, no gold answer), NaN, inf or absurd: what the weighted sum skipped
+        row[f"unjudged/{name}"] = sum(v is None or not abs(float(v)) <= MAX_ABS_REWARD for v in vals)
     return row
 
 

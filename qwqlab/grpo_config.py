@@ -10,6 +10,8 @@ import json
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
+from qwqlab.validate import check_fields
+
 ESTIMATORS = ("grpo", "dr_grpo", "rloo", "batch")  # qwqlab.grpo.compute_advantages
 KL_ESTIMATORS = ("k1", "k2", "k3")  # qwqlab.grpo.kl_estimate
 LOSS_AGGREGATIONS = ("token", "sequence", "constant")  # qwqlab.grpo.aggregate_loss
@@ -117,6 +119,8 @@ class GRPOConfig:
     progress: bool = _bookkeeping("Show a tqdm progress bar.", True)
 
     def __post_init__(self):
+        check_fields(self)  # types, and every float finite, before the ranges below (NaN passes any `<`)
+
         def bad(msg):
             raise ValueError(f"GRPOConfig: {msg}")
         if self.num_generations < 2:

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
-from typing import Callable, Sequence
+from typing import Callable
 
 from qwqlab.chat import THINK_CLOSE, THINK_OPEN, is_well_formed
 from qwqlab.grading import CallBudget, answers_match, grade  # noqa: F401 - answers_match re-exported: the one grader
+from qwqlab.reward_sum import (  # noqa: F401 - the one weighted sum of rewards, re-exported
+    MAX_ABS_REWARD, combine, finite_reward, reward_name, reward_names, score_rewards, weighted_sum)
 
 RewardFunc = Callable[..., list]
 
@@ -35,7 +36,7 @@ __all__ = [
     "make_accuracy_reward", "make_format_reward", "make_tag_count_reward", "make_cosine_reward",
     "make_kimi_length_reward", "make_soft_overlong_reward", "make_repetition_penalty_reward",
     "make_code_reward", "answers_match", "reward_table", "length_curves",
-    "task_reward", "reward_name", "score_rewards", "REWARD_SETUPS", "reward_setup",
+    "task_reward", "reward_name", "reward_names", "score_rewards", "REWARD_SETUPS", "reward_setup",
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -383,9 +384,12 @@ def make_code_reward(timeout_s: float = 2.0, memory_mb: int = 512, all_or_nothin
     Test cases come as the ``test_cases`` column, per completion a list whose items are
     either ``{"input": stdin, "output": expected stdout}`` (compared line by line, trailing
     spaces ignored) or a string of Python run after the program (``"assert f(2) == 4"``),
-    passing if the process exits 0. The reward is the share of tests passed (QwQ's
+    passing when the test runs to its end. The reward is the share of tests passed (QwQ's
     code-execution server checked generated code against test cases the same way), or 1/0
-    with ``all_or_nothing``. No code block: 0.0. No test cases: ``None``.
+    with ``all_or_nothing``. No code block: 0.0. No test cases: ``None``. A sandbox that failed
+    before the program started (no user namespaces left, ...): ``None``, logged, never a 0 the
+    policy would be blamed for. Verdicts are decided outside the program's sandbox
+    (``qwqlab.code_tests``).
     """
     from qwqlab.sandbox import SandboxConfig
 
@@ -394,7 +398,7 @@ def make_code_reward(timeout_s: float = 2.0, memory_mb: int = 512, all_or_nothin
     def code_reward(prompts, completions, **kwargs):
         from concurrent.futures import ThreadPoolExecutor
 
-        from qwqlab.sandbox import run_tests
+        from qwqlab.code_tests import run_tests
 
         n = len(completions)
         tests = _column(kwargs, "test_cases", n)
@@ -413,6 +417,9 @@ def make_code_reward(timeout_s: float = 2.0, memory_mb: int = 512, all_or_nothin
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 results = list(pool.map(lambda j: run_tests(j[1], j[2], cfg), jobs))
             for (i, _, tc), passed in zip(jobs, results):
+                if None in passed:  # the sandbox failed, not the program (logged by qwqlab.sandbox)
+                    out[i] = None
+                    continue
                 share = sum(passed) / len(passed)
                 out[i] = float(share == 1.0) if all_or_nothing else share
         return out
@@ -421,106 +428,8 @@ def make_code_reward(timeout_s: float = 2.0, memory_mb: int = 512, all_or_nothin
 
 
 # ---------------------------------------------------------------------------------------
-# Composition and registry
+# Registry
 # ---------------------------------------------------------------------------------------
-
-
-#: Largest reward magnitude taken at face value. Anything bigger (or inf, or NaN) is treated as
-#: "cannot be judged" with a warning: one reward of 1e39 overflows float32, and one inf turns
-#: the group's advantages, then every weight of the model, into NaN.
-MAX_ABS_REWARD = 1e6
-
-
-def finite_reward(value, name: str = "reward"):
-    """``value`` as a float, or ``None`` when it cannot be judged or is not a usable number.
-
-    ``None`` and NaN mean "cannot be judged"; inf, -inf and magnitudes over
-    ``MAX_ABS_REWARD`` are refused the same way, with a ``RuntimeWarning`` naming the reward.
-
-    >>> finite_reward(0.5), finite_reward(None), finite_reward(float("nan"))
-    (0.5, None, None)
-    """
-    if value is None:
-        return None
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} returned {value!r}: a reward must be a number or None") from None
-    if math.isnan(v):
-        return None
-    if not math.isfinite(v) or abs(v) > MAX_ABS_REWARD:
-        warnings.warn(f"{name} returned {v!r}; rewards must be finite and within +-{MAX_ABS_REWARD:g}, "
-                      "so this completion is treated as 'cannot be judged'", RuntimeWarning, stacklevel=3)
-        return None
-    return v
-
-
-def weighted_sum(columns: Sequence[Sequence], weights: Sequence[float], none: str = "skip",
-                 names: Sequence[str] | None = None, n: int | None = None) -> list[float | None]:
-    """``sum_k weights[k] * columns[k][j]`` per completion ``j``: qwqlab's one weighted sum of rewards.
-
-    ``none`` says what a ``None`` (or NaN, or a refused non-finite value, see ``finite_reward``)
-    from one reward does to the sum: ``"skip"`` (default) leaves that term out, and the result
-    is ``None`` only if every reward was ``None`` (what TRL does with several ``reward_funcs``:
-    a NaN-ignoring weighted sum); ``"zero"`` counts it as 0; ``"propagate"`` makes the sum ``None``.
-
-    >>> weighted_sum([[1.0, None], [0.5, None]], [1.0, 2.0])
-    [2.0, None]
-    """
-    if none not in ("skip", "zero", "propagate"):
-        raise ValueError(f"none must be 'skip', 'zero' or 'propagate', not {none!r}")
-    if len(weights) != len(columns):
-        raise ValueError(f"got {len(columns)} rewards but {len(weights)} weights; give one weight per reward")
-    names = list(names) if names is not None else [f"reward {k}" for k in range(len(columns))]
-    n = len(columns[0]) if columns else (n or 0)
-    for name, col in zip(names, columns):
-        if len(col) != n:
-            raise ValueError(f"{name} returned {len(col)} values for {n} completions")
-    clean = [[finite_reward(v, name) for v in col] for name, col in zip(names, columns)]
-    out: list[float | None] = []
-    for j in range(n):
-        total, judged, missing = 0.0, 0, False
-        for w, col in zip(weights, clean):
-            if col[j] is None:
-                missing = True
-                continue
-            total += float(w) * col[j]
-            judged += 1
-        if (none == "propagate" and missing) or (judged == 0 and none != "zero"):
-            out.append(None)
-        else:
-            out.append(finite_reward(total, "the weighted sum of rewards"))
-    return out
-
-
-def combine(rewards: Sequence[RewardFunc], weights: Sequence[float] | None = None,
-            none: str = "skip", name: str = "combined_reward") -> RewardFunc:
-    """One reward from several: ``sum_k weights[k] * rewards[k]``, per completion.
-
-    ``none`` says what a ``None`` from one reward does to the sum:
-    ``"skip"`` (default) leaves that term out, and the result is ``None`` only if every
-    reward was ``None`` (exactly what TRL does with several ``reward_funcs``: a NaN-ignoring
-    weighted sum); ``"zero"`` counts it as 0; ``"propagate"`` makes the whole sum ``None``.
-
-    >>> f = combine([accuracy_reward, format_reward], [1.0, 0.5])
-    >>> f(["<think>\\n"], ["ok</think>\\n\\\\boxed{4}"], answer=["4"])
-    [1.5]
-    """
-    rewards = list(rewards)
-    weights = [1.0] * len(rewards) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(rewards):
-        raise ValueError(f"got {len(rewards)} rewards but {len(weights)} weights; give one weight per reward")
-    if none not in ("skip", "zero", "propagate"):
-        raise ValueError(f"none must be 'skip', 'zero' or 'propagate', not {none!r}")
-
-    def combined(prompts, completions, **kwargs):
-        columns = {getattr(r, "__name__", f"reward_{i}"): r(prompts, completions, **kwargs)
-                   for i, r in enumerate(rewards)}
-        return weighted_sum(list(columns.values()), weights, none=none, names=list(columns), n=len(completions))
-
-    combined.__name__ = combined.__qualname__ = name
-    return combined
-
 
 #: name -> factory; every factory works with no arguments.
 REWARDS: dict[str, Callable[..., RewardFunc]] = {
@@ -630,34 +539,6 @@ def task_reward(task):
 
     correctness.__name__ = f"{getattr(task, 'name', 'task')}_correctness"
     return correctness
-
-
-def reward_name(func, i: int) -> str:
-    """A reward function's name, as logs and TRL show it (``reward_<i>`` when it has none)."""
-    return getattr(func, "__name__", None) or getattr(getattr(func, "func", None), "__name__", None) or f"reward_{i}"
-
-
-def score_rewards(reward_funcs, prompts, completions, weights=None, **kwargs):
-    """Call each reward (TRL signature) and sum them with ``weights`` (``rewards.weighted_sum``).
-
-    Returns ``(total, per_func)``: ``total`` a list of floats or ``None`` (``None`` only when
-    every reward said "cannot be judged"; otherwise the ``None`` ones are skipped, as TRL
-    does; inf, NaN and absurd magnitudes count as "cannot be judged", with a warning),
-    ``per_func`` a dict name -> list of values as the rewards returned them.
-    """
-    weights = list(weights) if weights is not None else [1.0] * len(reward_funcs)
-    if len(weights) != len(reward_funcs):
-        raise ValueError(f"{len(weights)} reward_weights for {len(reward_funcs)} reward functions")
-    per_func = {}
-    for i, f in enumerate(reward_funcs):
-        values = list(f(prompts=prompts, completions=completions, **kwargs))
-        if len(values) != len(completions):
-            raise ValueError(f"reward {reward_name(f, i)} returned {len(values)} values for "
-                             f"{len(completions)} completions")
-        name = reward_name(f, i)
-        per_func[name if name not in per_func else f"{name}_{i}"] = values
-    total = weighted_sum(list(per_func.values()), weights, names=list(per_func), n=len(completions))
-    return total, per_func
 
 
 #: The reward set-ups notebook 04 and ``scripts/record_runs.py`` train ``train_grpo`` with (see ``reward_setup``).

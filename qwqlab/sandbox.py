@@ -7,15 +7,31 @@ security boundary; what the tests in ``tests/test_sandbox*.py`` check it does:
 - own user, pid, network, ipc, uts and mount namespaces (``--unshare-all``): the program
   sees only its own processes, has no network at all (not even the host's loopback or
   abstract unix sockets), and a filesystem made of read-only system folders (``/usr``,
-  the interpreter's prefix), a fresh ``/proc`` and ``/dev``, and two small private tmpfs
-  folders: the working directory ``/sandbox`` (``main.py`` is copied in) and ``/tmp``.
+  the interpreter's prefix), a fresh ``/proc``, a read-only root and ``/dev``, and three
+  small private tmpfs folders: the working directory ``/sandbox``, ``/tmp`` and ``/dev/shm``.
   No host file, socket or process of another run is even visible.
-- when qwqlab runs as root, bwrap itself runs as a fresh unprivileged uid per call, so
-  each run has its own ``RLIMIT_NPROC`` budget and no privilege on the host;
-- limits: a wall-clock timeout, ``RLIMIT_CPU``, ``RLIMIT_AS`` (memory), ``RLIMIT_FSIZE``,
-  ``RLIMIT_NPROC`` (processes), ``RLIMIT_CORE`` 0, and a size cap on both tmpfs folders;
+- when qwqlab runs as root, bwrap itself runs as a fresh unprivileged uid per call;
 - when the call returns, its whole pid namespace is gone: a child that called ``setsid``
-  or forked dies with the run.
+  or forked dies with the run; when qwqlab is PID 1 (a container without an init), the
+  bwrap processes handed to it are reaped (``reap_orphans``).
+
+What is bounded, and where:
+
+- processes: ``max_processes`` (``RLIMIT_NPROC``, set by the program's first line inside the
+  sandbox, where the kernel counts it per user namespace: it holds as any user, not only root);
+- memory, where a memory cgroup can be made (root on cgroup v1; layer ``memory_cgroup``): the
+  whole run, every process and its tmpfs files together, gets ``run_memory_mb`` (default
+  ``memory_mb + 3 x disk_mb``); a run the kernel's OOM killer stopped is ``"memory"``;
+- memory everywhere: ``RLIMIT_AS`` of ``memory_mb`` per process, so without a cgroup a run's
+  RAM is at most ``max_processes x memory_mb`` (8 GiB by default) plus its three tmpfs folders
+  of ``disk_mb`` each (192 MiB by default); nothing else in the sandbox is writable;
+- time: a wall-clock ``timeout_s`` and ``RLIMIT_CPU``; files: ``RLIMIT_FSIZE`` (``max_file_mb``,
+  which also caps captured output); ``RLIMIT_CORE`` 0.
+
+A run whose sandbox fails before the program starts (bwrap cannot create its namespaces:
+user namespaces used up, a mount refused) gets status ``"infrastructure"``, is logged, and
+the code reward counts it as "cannot be judged" (``None``), never as the program's failure:
+the program's first act is a byte on a pipe only qwqlab reads, so it cannot fake that status.
 
 Where bwrap is missing or fails its probe (macOS, no user namespaces), the **fallback**
 runs the program as a plain subprocess with the same rlimits, plus, where possible, a new
@@ -23,18 +39,18 @@ network namespace, the ``nobody`` user (when root) and a PEP 578 audit hook. **T
 a security boundary**: a program can get around the audit hook, see the host filesystem,
 and, under one shared user, signal other runs. qwqlab says so once with a
 ``SandboxWarning``. ``isolation_layers()`` and every ``RunResult.layers`` say which layers
-a run had.
+a run had. Its process cap counts every process of the user it runs as, and it writes to
+a host temporary folder (``RLIMIT_FSIZE`` per file, no size cap in all).
 
-Test results are judged **outside** the sandbox (see ``run_tests``): exiting early, or
-returning an object whose ``__eq__`` always says yes, does not pass a check.
+Tests are judged **outside** the program's sandbox (``qwqlab.code_tests``): the test code
+runs in a second sandbox, and only plain data crosses between the two.
 
 >>> run_python("print(6 * 7)").stdout  # doctest: +SKIP
 '42\\n'
 """
 from __future__ import annotations
 
-import ast
-import json
+import logging
 import os
 import resource
 import secrets
@@ -48,12 +64,15 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-__all__ = ["SandboxConfig", "RunResult", "SandboxWarning", "run_python", "run_tests", "isolation_layers"]
+from qwqlab.sandbox_bootstrap import BOOTSTRAP, RUN
+from qwqlab.sandbox_host import CHILDREN_LOCK, LIVE, MemoryCgroup, children, memory_cgroups, reap_orphans
+
+__all__ = ["SandboxConfig", "RunResult", "SandboxWarning", "Sandboxed", "run_python", "isolation_layers"]
 
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 #: Every layer a run can have; ``isolation_layers()`` answers for each.
-LAYERS = ("bwrap", "limits", "network_namespace", "pid_namespace", "mount_namespace",
+LAYERS = ("bwrap", "limits", "memory_cgroup", "network_namespace", "pid_namespace", "mount_namespace",
           "unprivileged_user", "audit_hook")
 _ISOLATION = ("auto", "bwrap", "subprocess")
 
@@ -70,8 +89,10 @@ class SandboxConfig:
     memory_mb: int = 512             # RLIMIT_AS, address space of each process
     max_file_mb: int = 16            # RLIMIT_FSIZE: largest file (and captured output) it can write
     max_output_chars: int = 100_000  # stdout/stderr kept in the result
-    max_processes: int = 64          # RLIMIT_NPROC, applied when a run has a uid of its own (root)
-    disk_mb: int = 64                # bwrap: size of each private tmpfs (/sandbox and /tmp)
+    max_processes: int = 16          # processes (and threads) one run may have, whoever runs it
+    disk_mb: int = 64                # bwrap: size of each private tmpfs (/sandbox, /tmp, /dev/shm)
+    run_memory_mb: int | None = None  # the whole run's RAM, tmpfs included, where a memory cgroup can be
+    #                                  made (root on cgroup v1); default memory_mb + 3 x disk_mb
     isolation: str = "auto"          # "auto": bwrap if it works, else the fallback (with a warning);
     #                                  "bwrap": bwrap or RuntimeError; "subprocess": the fallback on purpose
     isolate_network: bool = True     # fallback: a new network namespace when the kernel allows it
@@ -81,8 +102,14 @@ class SandboxConfig:
     python: str | None = None        # interpreter; default sys.executable (see _interpreters)
 
     def __post_init__(self):
+        from qwqlab.validate import check_fields
+
+        check_fields(self)  # types, and finite numbers: timeout_s=nan passes `<= 0`
         if self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        if self.max_processes < 2:
+            raise ValueError(f"max_processes must be at least 2 (the sandbox's init and Python), "
+                             f"got {self.max_processes}")
         if self.memory_mb < 32:
             raise ValueError(f"memory_mb={self.memory_mb} is too small for the Python interpreter "
                              "to start; use at least 32 (default 512)")
@@ -96,7 +123,9 @@ class RunResult:
 
     ``status``: ``"ok"`` (exit 0), ``"error"`` (non-zero exit), ``"timeout"`` (wall or CPU
     limit), ``"memory"`` (hit the address-space limit), ``"output_limit"`` (wrote past
-    ``max_file_mb`` or filled its tmpfs), ``"killed"`` (another signal).
+    ``max_file_mb`` or filled its tmpfs), ``"killed"`` (another signal), ``"infrastructure"``
+    (the sandbox failed before the program started, e.g. no user namespaces left: not the
+    program's doing, so it cannot be judged; logged).
     """
     status: str
     returncode: int | None
@@ -108,126 +137,6 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
-
-
-# The program's first Python, passed with -c (argv: audit hook 0/1, checks 0/1). It reads the
-# checks (if any) and removes their file, installs the fallback's audit hook if asked, then
-# runs main.py as a fresh __main__ module: the program never shares this code's globals.
-# After the program, each check step runs and its result goes to fd 1 as one line
-# "<token> <step> = <plain literal>" (or "ok" / "!"); the parent judges those lines.
-_BOOTSTRAP = r'''
-import os, sys
-
-def _install(ROOT):
-    W = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
-    realpath, fspath, sep, isinstance_, int_, str_, bytes_ = os.path.realpath, os.fspath, os.sep, isinstance, int, str, bytes
-    PATH_EVENTS = (("os.remove", (0,)), ("os.rmdir", (0,)), ("os.mkdir", (0,)), ("os.chmod", (0,)),
-                   ("os.chown", (0,)), ("os.truncate", (0,)), ("os.utime", (0,)), ("os.rename", (0, 1)),
-                   ("os.link", (0, 1)), ("os.symlink", (1,)), ("shutil.rmtree", (0,)), ("os.mkfifo", (0,)),
-                   ("os.mknod", (0,)), ("os.setxattr", (0,)), ("os.removexattr", (0,)))
-    BLOCKED = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
-               "os.forkpty", "pty.spawn", "os.kill", "os.killpg", "signal.pthread_kill", "ctypes.",
-               "socket.", "gc.get_objects", "gc.get_referrers", "gc.get_referents", "webbrowser.open",
-               "sys.settrace", "sys.setprofile", "_imp.create_dynamic")
-
-    def inside(path):
-        if isinstance_(path, int_):
-            return True  # an already open descriptor
-        p = fspath(path)
-        if isinstance_(p, bytes_):
-            p = p.decode("utf-8", "surrogateescape")
-        full = realpath(p)
-        return full == ROOT or full.startswith(ROOT + sep)
-
-    def hook(event, args):
-        if event == "open":
-            path, mode, flags = args
-            writing = (isinstance_(mode, str_) and any(c in mode for c in "wax+")) or \
-                (isinstance_(flags, int_) and flags & W)
-            if writing and path is not None and not inside(path):
-                raise PermissionError("qwqlab sandbox: write outside the working directory: " + repr(path))
-        elif event.startswith(BLOCKED) or (event == "import" and args[0] in ("_posixsubprocess", "_ctypes")):
-            raise PermissionError("qwqlab sandbox: " + event + " is not allowed")
-        elif event == "object.__setattr__" and args[1] == "__code__":
-            raise PermissionError("qwqlab sandbox: replacing a function's code is not allowed")
-        elif event == "object.__getattr__" and args[1] in ("tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"):
-            raise PermissionError("qwqlab sandbox: frame access is not allowed")
-        elif event.startswith(("os.", "shutil.")):
-            for name, positions in PATH_EVENTS:
-                if event == name:
-                    for i in positions:
-                        if i < len(args) and args[i] is not None and not inside(args[i]):
-                            raise PermissionError("qwqlab sandbox: " + event + " outside the working directory: " + repr(args[i]))
-
-    sys.addaudithook(hook)
-
-def _plain(type=type, repr=repr, str=str, int=int, float=float, complex=complex, bool=bool,
-           bytes=bytes, list=list, tuple=tuple, dict=dict, set=set, frozenset=frozenset, sorted=sorted):
-    # Builtins bound now, before the program runs: it cannot swap them for liars.
-    atoms = (int, float, complex, bool, str, bytes, type(None))
-
-    def lit(v, depth=0):
-        t = type(v)
-        if depth > 100:
-            raise ValueError("nested too deeply")
-        for a in atoms:
-            if t is a:
-                return repr(v)
-        if t is list or t is tuple:
-            body = ", ".join([lit(x, depth + 1) for x in v])
-            return "[" + body + "]" if t is list else "(" + body + ("," if len(v) == 1 else "") + ")"
-        if t is set or t is frozenset:
-            body = "[" + ", ".join([lit(x, depth + 1) for x in v]) + "]"
-            return ("set(" if t is set else "frozenset(") + body + ")"
-        if t is dict:
-            return "{" + ", ".join([lit(k, depth + 1) + ": " + lit(x, depth + 1) for k, x in v.items()]) + "}"
-        raise TypeError("not a plain value")
-    return lit
-
-def _qwqlab(sys, os):
-    import builtins
-    hook, checked = sys.argv[1:3]
-    del sys.argv[1:3]
-    plan = None
-    if checked == "1":
-        import json
-        with open("checks.json", encoding="utf-8") as f:
-            plan = json.load(f)
-        os.remove("checks.json")
-    lit, write, BaseException_, exec_, eval_, compile_ = _plain(), os.write, BaseException, exec, eval, compile
-    if hook == "1":
-        _install(os.path.realpath(os.getcwd()))
-    path = os.path.join(os.getcwd(), "main.py")
-    with open("main.py", encoding="utf-8", errors="replace") as f:
-        code = compile(f.read(), "main.py", "exec")
-    main = type(sys)("__main__")
-    main.__file__, main.__builtins__ = path, builtins
-    sys.modules["__main__"] = main
-    sys.argv[0] = path
-    exec(code, main.__dict__)
-    if plan is None:
-        return
-    token, steps = plan["token"], plan["steps"]
-    del plan
-    for i, (kind, src) in enumerate(steps):
-        try:
-            if kind == "exec":
-                exec_(compile_(src, "<test>", "exec"), main.__dict__)
-                out = "ok"
-            else:
-                out = "= " + lit(eval_(compile_(src, "<test>", "eval"), main.__dict__))
-        except BaseException_:
-            out = "!"
-        try:
-            sys.stdout.flush()
-        except BaseException_:
-            pass
-        write(1, ("\n" + token + " " + str(i) + " " + out + "\n").encode("utf-8", "backslashreplace"))
-        if out == "!":
-            break
-
-_qwqlab(sys, os)
-'''
 
 
 def _libc():
@@ -255,8 +164,8 @@ def _user_ids(name: str) -> tuple[int, int] | None:
         return None
 
 
-def _limits(cfg: SandboxConfig, netns: int, ids: tuple[int, int] | None):
-    """The function run in the child between fork and exec: limits, namespace, user.
+def _limits(cfg: SandboxConfig, netns: int, ids: tuple[int, int] | None, cgroup_procs: str | None = None):
+    """The function run in the child between fork and exec: cgroup, limits, namespace, user.
 
     It only calls pre-resolved functions (no imports), as a ``preexec_fn`` must when the
     parent may have other threads.
@@ -268,6 +177,10 @@ def _limits(cfg: SandboxConfig, netns: int, ids: tuple[int, int] | None):
     setrlimit = resource.setrlimit
 
     def preexec():
+        if cgroup_procs is not None:  # every process of the run is born in the run's memory cgroup
+            fd = os.open(cgroup_procs, os.O_WRONLY)
+            os.write(fd, b"0")
+            os.close(fd)
         setrlimit(resource.RLIMIT_AS, (mem, mem))
         setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
@@ -309,8 +222,11 @@ def _bwrap_args(cfg: SandboxConfig, python: str) -> list[str]:
     if not any(prefix == b or prefix.startswith(b + "/") for b in bound):
         args += ["--ro-bind", prefix, prefix]
     size = str(cfg.disk_mb * 2 ** 20)
-    return args + ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp",
-                   "--size", size, "--tmpfs", "/sandbox", "--chdir", "/sandbox",
+    # Every writable place is a tmpfs of disk_mb (RAM): /tmp, /sandbox and /dev/shm. The root
+    # (bwrap's own tmpfs) and /dev are read-only: without that they were unbounded RAM.
+    return args + ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm",
+                   "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/sandbox",
+                   "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/sandbox",
                    "--uid", "65534", "--gid", "65534"]
 
 
@@ -392,6 +308,7 @@ def _plan(cfg: SandboxConfig) -> _Plan:
             ok, reason = _probe_bwrap(cfg, python, as_root)
             if ok:
                 layers = ("bwrap", "limits", "network_namespace", "pid_namespace", "mount_namespace")
+                layers += ("memory_cgroup",) if memory_cgroups() else ()
                 return _Plan("bwrap", os.path.realpath(python), layers + (("unprivileged_user",) if as_root else ()),
                              fresh_uid=as_root)
     elif cfg.isolation != "subprocess":
@@ -414,7 +331,7 @@ def _plan(cfg: SandboxConfig) -> _Plan:
         flags = _CLONE_NEWNET if root else _CLONE_NEWUSER | _CLONE_NEWNET
         if _probe(python, flags, ids):
             netns = flags
-    layers = ["limits"]
+    layers = ["limits"] + (["memory_cgroup"] if memory_cgroups() else [])
     if netns:
         layers.append("network_namespace")
     if ids is not None:
@@ -452,19 +369,6 @@ def _status(rc: int | None, timed_out: bool, stderr: str) -> str:
     return "killed" if rc is not None and rc < 0 else "error"
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    if int(f.read().rpartition(b")")[2].split()[1]) == pid:
-                        out.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    return out
-
-
 def _fresh_uid() -> int:
     with _LOCK:
         while True:
@@ -481,66 +385,138 @@ def _memfd(name: str, text: str) -> int:
     return fd
 
 
-def _execute(code: str, stdin: str, cfg: SandboxConfig, checks: str | None) -> RunResult:
-    """One run: the program (and the checks file, if any) in the sandbox this machine has."""
-    plan = _plan(cfg)
-    capture = tempfile.mkdtemp(prefix="qwqlab-capture-")  # host-only: the program gets file descriptors
-    out_path, err_path = os.path.join(capture, "stdout"), os.path.join(capture, "stderr")
-    argv = ["-I", "-S", "-c", _BOOTSTRAP, "1" if plan.kind == "subprocess" and cfg.audit_hook else "0",
-            "0" if checks is None else "1"]
-    fds, uid, workdir = [], None, None
-    try:
-        if plan.kind == "bwrap":
-            fds.append(_memfd("main.py", code))
-            files = ["--file", str(fds[0]), "/sandbox/main.py"]
-            if checks is not None:
-                fds.append(_memfd("checks.json", checks))
-                files += ["--file", str(fds[1]), "/sandbox/checks.json"]
-            if plan.fresh_uid:
-                uid = _fresh_uid()
-            cmd = _bwrap_args(cfg, plan.python) + files + [plan.python] + argv
-            env = dict(_ENV, HOME="/sandbox", TMPDIR="/tmp")
-            kwargs = dict(pass_fds=tuple(fds), preexec_fn=_limits(cfg, 0, None if uid is None else (uid, uid)))
-        else:
-            workdir = tempfile.mkdtemp(prefix="qwqlab-sandbox-")
-            names = ["main.py"] + ([] if checks is None else ["checks.json"])
-            for name, text in zip(names, [code, checks]):
-                with open(os.path.join(workdir, name), "w", encoding="utf-8", errors="replace") as f:
-                    f.write(text)
-            if plan.ids is not None:
-                for p in [workdir] + [os.path.join(workdir, n) for n in names]:
-                    os.chown(p, *plan.ids)
-            cmd = [plan.python] + argv
-            env = dict(_ENV, HOME=workdir, TMPDIR=workdir)
-            kwargs = dict(cwd=workdir, preexec_fn=_limits(cfg, plan.netns, plan.ids))
-        start = time.perf_counter()
-        timed_out = False
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err,
-                                    start_new_session=True, close_fds=True, **kwargs)
-            try:
-                proc.communicate(stdin.encode("utf-8", errors="replace"), timeout=cfg.timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            except (BrokenPipeError, OSError):
-                pass
-            finally:
-                _kill(proc, plan)
-        wall = time.perf_counter() - start
-        stdout, stderr = _read(out_path, cfg.max_output_chars), _read(err_path, cfg.max_output_chars)
-        rc = proc.returncode
-        if plan.kind == "bwrap" and rc is not None and 128 < rc < 128 + 65:
+class Sandboxed:
+    """One sandboxed process (``BOOTSTRAP``, then ``mode``: Python run after it, e.g. ``RUN``), and
+    everything to end it cleanly; a context manager. ``pipes`` gives it a stdout pipe instead of a file
+    (``qwqlab.code_tests`` talks to its two sandboxes that way)."""
+
+    def __init__(self, cfg: SandboxConfig, files: dict[str, str], mode: str, pipes: bool):
+        self.cfg, self.plan = cfg, _plan(cfg)
+        self.capture = tempfile.mkdtemp(prefix="qwqlab-capture-")  # host-only: the program gets descriptors
+        self.marker, marker_w = os.pipe()
+        os.set_blocking(self.marker, False)
+        self.fds, self.uid, self.workdir, self.proc, self.cgroup = [marker_w], None, None, None, None
+        argv = ["-I", "-S", "-c", BOOTSTRAP + mode, "1" if self.plan.kind == "subprocess" and cfg.audit_hook else "0",
+                str(marker_w), str(cfg.max_processes)]
+        try:
+            if "memory_cgroup" in self.plan.layers:
+                self.cgroup = MemoryCgroup(cfg, memory_cgroups())
+            procs = None if self.cgroup is None else self.cgroup.procs
+            if self.plan.kind == "bwrap":
+                mounts = []
+                for name, text in files.items():
+                    self.fds.append(_memfd(name, text))
+                    mounts += ["--file", str(self.fds[-1]), f"/sandbox/{name}"]
+                if self.plan.fresh_uid:
+                    self.uid = _fresh_uid()
+                cmd = _bwrap_args(cfg, self.plan.python) + mounts + [self.plan.python] + argv
+                env = dict(_ENV, HOME="/sandbox", TMPDIR="/tmp")
+                kwargs = dict(preexec_fn=_limits(cfg, 0, None if self.uid is None else (self.uid, self.uid), procs))
+            else:
+                self.workdir = tempfile.mkdtemp(prefix="qwqlab-sandbox-")
+                for name, text in files.items():
+                    with open(os.path.join(self.workdir, name), "w", encoding="utf-8", errors="replace") as f:
+                        f.write(text)
+                if self.plan.ids is not None:
+                    for p in [self.workdir] + [os.path.join(self.workdir, n) for n in files]:
+                        os.chown(p, *self.plan.ids)
+                cmd = [self.plan.python] + argv
+                env = dict(_ENV, HOME=self.workdir, TMPDIR=self.workdir)
+                kwargs = dict(cwd=self.workdir, preexec_fn=_limits(cfg, self.plan.netns, self.plan.ids, procs))
+            with open(os.path.join(self.capture, "stdout"), "wb") as out, \
+                    open(os.path.join(self.capture, "stderr"), "wb") as err, CHILDREN_LOCK:  # before any reaper sees it
+                self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE if pipes else out, stderr=err,
+                                             start_new_session=True, close_fds=True, pass_fds=tuple(self.fds), **kwargs)
+                LIVE.add(self.proc.pid)
+        except BaseException:
+            self.__exit__()
+            raise
+        finally:
+            for fd in self.fds:
+                os.close(fd)
+            self.fds = []
+        self.start = time.perf_counter()
+
+    def started(self) -> bool:
+        """Did the program's Python start inside the sandbox? (Ask once the process has ended.)"""
+        try:
+            return os.read(self.marker, 1) == b"S"
+        except (BlockingIOError, OSError):
+            return False
+
+    def output(self) -> tuple[str, str]:
+        limit = self.cfg.max_output_chars
+        return _read(os.path.join(self.capture, "stdout"), limit), _read(os.path.join(self.capture, "stderr"), limit)
+
+    def returncode(self) -> int | None:
+        rc = self.proc.returncode
+        if self.plan.kind == "bwrap" and rc is not None and 128 < rc < 128 + 65:
             rc = 128 - rc  # bwrap's pid 1 reports a program killed by signal N as 128 + N, like a shell
-        return RunResult(_status(rc, timed_out, stderr), rc, stdout, stderr, wall, plan.layers)
-    finally:
-        for fd in fds:
-            os.close(fd)
-        if uid is not None:
+        return rc
+
+    def end(self) -> None:
+        """Kill the run (its whole pid namespace, or process group), wait, clean up; idempotent."""
+        if self.proc is not None:
+            _kill(self.proc, self.plan)
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                if pipe is not None:
+                    try:
+                        pipe.close()
+                    except OSError:
+                        pass
+            with CHILDREN_LOCK:
+                LIVE.discard(self.proc.pid)
+            reap_orphans()
+        if self.uid is not None:
             with _LOCK:
-                _UIDS_IN_USE.discard(uid)
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
-        shutil.rmtree(capture, ignore_errors=True)
+                _UIDS_IN_USE.discard(self.uid)
+            self.uid = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.end()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        shutil.rmtree(self.capture, ignore_errors=True)
+        try:
+            os.close(self.marker)
+        except OSError:
+            pass
+
+
+def infrastructure_failure(run: Sandboxed, stderr: str) -> RunResult:
+    """The sandbox never started the program (bwrap failed: no user namespaces left, a mount
+    refused ...): the machine's failure, not the program's. Logged; the result cannot be judged."""
+    logging.getLogger(__name__).warning(
+        "qwqlab.sandbox: the sandbox failed before the program started (%s): this run cannot be judged",
+        " ".join(stderr.split())[-300:] or f"exit status {run.proc.returncode}")
+    return RunResult("infrastructure", run.returncode(), "", stderr, time.perf_counter() - run.start, run.plan.layers)
+
+
+def _execute(code: str, stdin: str, cfg: SandboxConfig) -> RunResult:
+    """One run of ``code`` as ``__main__`` in the sandbox this machine has."""
+    with Sandboxed(cfg, {"main.py": code}, RUN, pipes=False) as run:
+        timed_out = False
+        try:
+            run.proc.communicate(stdin.encode("utf-8", errors="replace"), timeout=cfg.timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        except (BrokenPipeError, OSError):
+            pass
+        finally:
+            run.end()
+        wall = time.perf_counter() - run.start
+        stdout, stderr = run.output()
+        if not run.started():
+            return infrastructure_failure(run, stderr)
+        rc = run.returncode()
+        status = "memory" if run.cgroup is not None and run.cgroup.oom_killed() else _status(rc, timed_out, stderr)
+        return RunResult(status, rc, stdout, stderr, wall, run.plan.layers)
 
 
 def _kill(proc: subprocess.Popen, plan: _Plan) -> None:
@@ -552,7 +528,7 @@ def _kill(proc: subprocess.Popen, plan: _Plan) -> None:
     """
     if plan.kind == "bwrap":
         if proc.poll() is None:
-            for child in _children(proc.pid):
+            for child, _, _ in children(proc.pid):
                 try:
                     os.kill(child, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
@@ -577,145 +553,4 @@ def run_python(code: str, stdin: str = "", config: SandboxConfig | None = None) 
         stdin: text fed to its standard input.
         config: limits and isolation; ``SandboxConfig()`` by default.
     """
-    return _execute(code, stdin, config or SandboxConfig(), None)
-
-
-# --- judging tests outside the sandbox ---------------------------------------------------
-
-def _plain_value(node: ast.AST):
-    """The value of a plain literal (what the sandbox's serialiser writes), or ValueError."""
-    if isinstance(node, ast.Expression):
-        return _plain_value(node.body)
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.Name) and node.id in ("nan", "inf"):
-        return float(node.id)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        v = _plain_value(node.operand)
-        if type(v) not in (int, float, complex):
-            raise ValueError("sign of a non-number")
-        return -v if isinstance(node.op, ast.USub) else v
-    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):  # complex: 1+2j
-        a, b = _plain_value(node.left), _plain_value(node.right)
-        if type(a) not in (int, float) or type(b) is not complex:
-            raise ValueError("only complex literals add")
-        return a + b if isinstance(node.op, ast.Add) else a - b
-    if isinstance(node, (ast.List, ast.Tuple)):
-        items = [_plain_value(e) for e in node.elts]
-        return items if isinstance(node, ast.List) else tuple(items)
-    if isinstance(node, ast.Set):
-        return {_plain_value(e) for e in node.elts}
-    if isinstance(node, ast.Dict) and None not in node.keys:
-        return {_plain_value(k): _plain_value(v) for k, v in zip(node.keys, node.values)}
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("set", "frozenset")
-            and not node.keywords and len(node.args) <= 1):
-        return (set if node.func.id == "set" else frozenset)(_plain_value(node.args[0]) if node.args else ())
-    raise ValueError(f"not a plain literal: {type(node).__name__}")
-
-
-def _test_plan(test: str) -> tuple[list[tuple[str, str]], list[tuple]]:
-    """Split an assert-style test into steps for the sandbox and what the parent expects.
-
-    ``assert <expr> == <literal>`` (either side): only ``<expr>`` goes in; its value comes
-    back as a plain literal and the parent compares it with the literal, which the
-    program never sees. ``assert a == b`` (neither a literal): both values come back and
-    the parent compares them. Any other ``assert x``: ``x``'s value must come back truthy.
-    Other statements run in the sandbox and must finish. Caveat: an ``assert`` nested in
-    another statement, or an ``x`` that calls the program's objects, is evaluated by the
-    program's code and a determined program can fool it; the ``==`` forms cannot be.
-    """
-    steps, expect = [], []
-    for stmt in ast.parse(test).body:
-        t = stmt.test if isinstance(stmt, ast.Assert) else None
-        if t is None:
-            steps.append(("exec", ast.unparse(stmt)))
-            expect.append(("ok",))
-        elif isinstance(t, ast.Compare) and len(t.ops) == 1 and isinstance(t.ops[0], ast.Eq):
-            left, right = t.left, t.comparators[0]
-            for expr, other in ((left, right), (right, left)):
-                try:
-                    want = _plain_value(other)
-                except ValueError:
-                    continue
-                steps.append(("value", ast.unparse(expr)))
-                expect.append(("equals", want))
-                break
-            else:
-                steps += [("value", ast.unparse(left)), ("value", ast.unparse(right))]
-                expect += [("pair",), ("pair_end",)]
-        else:
-            steps.append(("value", ast.unparse(t)))
-            expect.append(("truthy",))
-    return steps, expect
-
-
-def _judge(stdout: str, token: str, expect: list[tuple]) -> bool:
-    """Did every step report exactly once, with what the parent expected?"""
-    got: dict[int, list[str]] = {}
-    for line in stdout.splitlines():
-        if line.startswith(token + " "):
-            i, _, text = line[len(token) + 1:].partition(" ")
-            got.setdefault(int(i) if i.isdigit() else -1, []).append(text)
-    values = []
-    for i, e in enumerate(expect):
-        reports = got.get(i, [])
-        if len(reports) != 1:
-            return False  # missing (exited early, crashed, failed) or reported twice (forged)
-        text = reports[0]
-        if e[0] == "ok":
-            if text != "ok":
-                return False
-            values.append(None)
-            continue
-        if not text.startswith("= "):
-            return False
-        try:
-            values.append(_plain_value(ast.parse(text[2:], mode="eval")))
-        except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
-            return False
-    for i, (e, v) in enumerate(zip(expect, values)):
-        if e[0] == "equals":
-            ok = v == e[1]
-        elif e[0] == "truthy":
-            ok = bool(v)
-        elif e[0] == "pair":
-            ok = v == values[i + 1]
-        else:  # "ok" (checked above) and "pair_end"
-            ok = True
-        if not ok:
-            return False
-    return True
-
-
-def _same_output(got: str, expected: str) -> bool:
-    a = [line.rstrip() for line in got.strip().splitlines()]
-    b = [line.rstrip() for line in str(expected).strip().splitlines()]
-    return a == b
-
-
-def run_tests(code: str, test_cases: list, config: SandboxConfig | None = None) -> list[bool]:
-    """Run ``code`` once per test case, each in its own sandbox; one pass/fail per test.
-
-    A test case is ``{"input": stdin, "output": expected stdout}`` (lines compared, trailing
-    whitespace ignored, exit status 0 required) or a string of Python run after the
-    program, judged step by step outside the sandbox (``_test_plan``): a program that
-    exits early (``sys.exit(0)``, ``os._exit(0)``), or returns an object whose ``__eq__``
-    always says yes, fails it. The code reward (``rewards.make_code_reward``) goes
-    through here.
-    """
-    cfg = config or SandboxConfig()
-    results = []
-    for case in test_cases:
-        if isinstance(case, dict):
-            r = _execute(code, str(case.get("input", "")), cfg, None)
-            results.append(r.ok and _same_output(r.stdout, case.get("output", "")))
-            continue
-        try:
-            steps, expect = _test_plan(str(case))
-        except SyntaxError:
-            results.append(False)
-            continue
-        token = secrets.token_hex(16)
-        r = _execute(code, "", cfg, json.dumps({"token": token, "steps": steps}))
-        results.append(r.status in ("ok", "error") and _judge(r.stdout, token, expect))
-    return results
+    return _execute(code, stdin, config or SandboxConfig())

@@ -537,6 +537,7 @@ def test_a_non_finite_or_absurd_reward_never_reaches_the_weights(fake, bad):
         df = train_grpo(model, tok, ArithmeticTask(split="train"), hostile, GRPOConfig(steps=2, **TINY))
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert df["unjudged_share"].min() > 0 and df["loss"].map(math.isfinite).all()
+    assert (df["unjudged/hostile"] == 1).all()  # counted per reward in the step log (issue 22)
 
 
 def test_a_non_finite_loss_skips_the_update_and_is_logged(fake, monkeypatch):

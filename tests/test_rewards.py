@@ -255,6 +255,18 @@ def test_combine_weights_and_none_handling():
         R.combine([a, b], [1.0])
 
 
+def test_two_rewards_with_one_name_combine_by_position():
+    """Issue 22: two make_cosine_reward (or two lambdas) were one column, then "1 rewards but 2 weights"."""
+    short, long = R.make_cosine_reward(max_len=100), R.make_cosine_reward(max_len=400)
+    comp, kw = ["x" * 90 + "</think> \\boxed{4}"], {"answer": ["4"]}
+    one, other = short(None, comp, **kw)[0], long(None, comp, **kw)[0]
+    assert one != other  # the two settings disagree, so a collapsed column would show
+    assert R.combine([short, long], [1.0, 2.0])(None, comp, **kw) == [pytest.approx(one + 2 * other)]
+    assert R.combine([lambda p, c, **k: [1.0], lambda p, c, **k: [3.0]], [1.0, 10.0])(None, ["x"]) == [31.0]
+    total, per_func = R.score_rewards([short, long], None, comp, [1.0, 2.0], **kw)
+    assert list(per_func) == ["cosine_reward", "cosine_reward_1"] and total == [pytest.approx(one + 2 * other)]
+
+
 def test_registry_builds_every_reward():
     assert set(R.REWARDS) == {"accuracy", "format", "tag_count", "cosine", "kimi_length",
                               "soft_overlong", "repetition", "code"}

@@ -16,7 +16,8 @@ import uuid
 
 import pytest
 
-from qwqlab.sandbox import RunResult, SandboxConfig, isolation_layers, run_python, run_tests
+from qwqlab.code_tests import run_tests
+from qwqlab.sandbox import RunResult, SandboxConfig, isolation_layers, run_python
 
 LAYERS = isolation_layers()
 # the fallback with only its audit hook: needs no privileges (and warns it is no boundary)
