@@ -7,7 +7,8 @@ the rest one token further. ``generate``, ``rollouts.sample`` (so notebooks 02, 
 dashboards), ``grpo.train_grpo``, ``grpo.evaluate_policy``, ``nano.measure`` and the chat widget
 all call it. The speed-ups (samples that share a prefix run once, a fused one-token step for
 Qwen2) live behind one door, ``qwqlab.fast_decoding``, switched on by ``FAST`` below; they give
-the same tokens, and check themselves against the model's own forward.
+the same tokens (their floats differ from the plain loop's by round-off only, so a token can
+differ only at a near-tie), and check themselves against the model's own forward.
 
 How the chooser draws its random numbers (keyed: deterministic for a seed, resumable,
 independent of batching and of the caller) is ``qwqlab.keys``: each completion has its own key
