@@ -1,43 +1,65 @@
-"""Sampling throughput: qwqlab's ``sample`` against a per-prompt, per-sample ``generate`` loop.
+"""Sampling throughput: qwqlab's ``generate`` against transformers' batched ``generate``.
 
-Both run in this one process on the same model, problems and sampling settings
-(temperature, top_p, top_k, max_new_tokens; KV cache on in both). The baseline is the loop
-people write first: one ``model.generate`` call per problem per sample. Throughput is
-completion tokens (end-of-turn token included) per second of wall time; each side is
-warmed up on one problem first. The two are timed in alternating rounds, so that a change
-in machine load hits both alike: each round qwqlab samples all the problems and the loop a
-slice of them, the slices covering every problem once over the rounds. The printed ratio is
-the median of the rounds' ratios.
-Goal (issue 9): qwqlab's decoder at least 25x the loop's tokens/s on qwq-nano on 2 CPU cores.
-It also prints the decoder's useful arithmetic as a share of this CPU's measured matmul
-throughput (2 x parameters FLOPs per generated token, against a large float32 matmul timed in
-the same run): how far a tiny model's decoding is from compute-bound. Samples that have drawn
-the same tokens so far are computed once, so it also prints the share of tokens computed.
+All sides run in this one process on the same model, prompts and sampling settings
+(temperature, top_p, top_k, max_new_tokens; KV cache on everywhere). Throughput is completion
+tokens (end-of-turn token included) per second of wall time.
 
-    .venv/bin/python benchmarks/bench_sampling.py                 # ~1 min on 2 quiet CPU cores
-    .venv/bin/python benchmarks/bench_sampling.py --num-problems 32 --json out.json
+* **qwqlab**: ``qwqlab.decoding.generate``, all prompts and samples in one call, with the
+  speed-ups of ``qwqlab.fast_decoding`` (``FAST`` on).
+* **qwqlab plain**: the same loop with ``FAST`` off (``RowBatch``: no prefix sharing, the
+  model's own forward): what the speed-ups add.
+* **qwqlab no fused step**: ``FAST`` on, but the fused Qwen2 step switched off (prefix sharing
+  and the cache only): what the fused step adds on top.
+* **HF batched generate** (the baseline): one ``model.generate`` call for all prompts with
+  ``num_return_sequences=num_generations``, as TRL's ``GRPOTrainer`` samples without vLLM.
+* **loop** (second line): one ``model.generate`` per prompt per sample, the loop people write first.
+
+The sides are timed in alternating rounds, so that a change in machine load hits them alike;
+each round every side samples all the prompts, except the loop, which samples a slice of
+them (the slices cover every prompt once over the rounds). Each printed ratio is the median
+of the rounds' ratios. Each side is warmed up on one prompt first.
+
+Two models of one shape: qwq-nano (a confident policy: its samples share long prefixes) and
+``--model random``, qwq-nano's architecture with random weights (a diffuse policy: its samples
+share almost nothing, so prefix sharing cannot help there).
+Goal (issue 22): qwqlab at least 3x HF's batched generate on both, at T=0.6 and T=1.0.
+
+    .venv/bin/python benchmarks/bench_sampling.py                          # qwq-nano, T=0.6
+    .venv/bin/python benchmarks/bench_sampling.py --model random --temperature 1.0 --json out.json
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import statistics as st
 import sys
 import time
 
 
-def matmul_flops_per_second(threads: int, n: int = 1024, repeats: int = 10) -> float:
-    """This CPU's float32 matmul throughput (FLOP/s), best of ``repeats`` n x n products."""
+def random_model(like):
+    """``like``'s architecture and config with random weights (seeded): a diffuse policy."""
     import torch
 
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best
+    torch.manual_seed(0)
+    model = type(like)(like.config)
+    return model.eval()
+
+
+def hf_batched(model, tok, prompts, num_generations, temperature, top_p, top_k, max_new_tokens, seed) -> int:
+    """One transformers ``generate`` for all prompts, ``num_return_sequences`` samples each; tokens generated."""
+    import torch
+
+    from qwqlab.decoding import encode_left, stop_token_ids
+
+    stops = stop_token_ids(tok)
+    enc = encode_left(tok, prompts, model.device)
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        out = model.generate(**enc, do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k,
+                             num_return_sequences=num_generations, max_new_tokens=max_new_tokens,
+                             eos_token_id=stops, pad_token_id=tok.pad_token_id, use_cache=True)
+    return sum(_length(row, stops) for row in out[:, enc["input_ids"].shape[1]:].tolist())
 
 
 def naive_loop(model, tok, prompts, num_generations, temperature, top_p, top_k, max_new_tokens, seed) -> int:
@@ -56,28 +78,58 @@ def naive_loop(model, tok, prompts, num_generations, temperature, top_p, top_k, 
                 out = model.generate(**enc, do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k,
                                      max_new_tokens=max_new_tokens, eos_token_id=stops,
                                      pad_token_id=tok.pad_token_id, use_cache=True)
-            new = out[0, enc["input_ids"].shape[1]:].tolist()
-            end = next((j for j, t in enumerate(new) if t in stops), None)
-            tokens += len(new) if end is None else end + 1
+            tokens += _length(out[0, enc["input_ids"].shape[1]:].tolist(), stops)
     return tokens
 
 
+def _length(row, stops) -> int:
+    end = next((j for j, t in enumerate(row) if t in stops), None)
+    return len(row) if end is None else end + 1
+
+
+@contextlib.contextmanager
+def variant(name):
+    """Switch qwqlab's decoder to one of the measured variants for the duration."""
+    import qwqlab.decoding as decoding
+    import qwqlab.fast_decoding as fast
+
+    fast_was, build = decoding.FAST, fast._PlainStep.build
+    try:
+        if name == "qwqlab plain":
+            decoding.FAST = False
+        elif name == "qwqlab no fused step":
+            fast._PlainStep.build = classmethod(lambda cls, model, cache: None)
+        yield
+    finally:
+        decoding.FAST, fast._PlainStep.build = fast_was, build
+
+
+def qwqlab_side(name):
+    def run(model, tok, prompts, num_generations, seed, **settings):
+        from qwqlab.decoding import generate
+
+        with variant(name):
+            gens = generate(model, tok, prompts, num_generations, seed=seed, **settings)
+        return sum(g.num_tokens for g in gens)
+    return run
+
+
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] + " Prints tokens/s of each and the ratio.",
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] + " Prints tokens/s of each and the ratios.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="qwq-nano", help="qwq-nano, a local folder or a hub id")
+    p.add_argument("--model", default="qwq-nano", help="qwq-nano, 'random' (qwq-nano's shape, random weights), "
+                                                       "a local folder or a hub id")
     p.add_argument("--num-problems", type=int, default=16)
     p.add_argument("--num-generations", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--top-k", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=128, help="qwqlab's completions per generate call")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads, both sides (1: qwq-nano gains little from a second thread, and on a "
+                   help="torch CPU threads, every side (1: qwq-nano gains little from a second thread, and on a "
                         "shared 2-core machine a second one makes timings swing by 10x)")
-    p.add_argument("--rounds", type=int, default=4,
-                   help="alternating timing rounds; the loop samples 1/rounds of the problems in each")
+    p.add_argument("--rounds", type=int, default=3, help="alternating timing rounds")
+    p.add_argument("--no-loop", action="store_true", help="skip the per-sample loop (the slowest side)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the result here")
     args = p.parse_args(argv)
@@ -85,57 +137,49 @@ def main(argv=None) -> dict:
     import torch
 
     from qwqlab.models import load_model
-    from qwqlab.rollouts import sample
     from qwqlab.tasks import ArithmeticTask
 
     torch.set_num_threads(args.threads)
-    model, tok = load_model(args.model, verbose=False)
+    model, tok = load_model("qwq-nano" if args.model == "random" else args.model, verbose=False)
+    if args.model == "random":
+        model = random_model(model)
     task = ArithmeticTask(seed=args.seed)
-    problems = task.problems(args.num_problems)
-    prompts = [task.prompt(tok, q) for q in problems]
+    prompts = [task.prompt(tok, q) for q in task.problems(args.num_problems)]
     settings = dict(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                     max_new_tokens=args.max_new_tokens)
     print(f"sampling {args.num_problems} problems x {args.num_generations} samples, up to {args.max_new_tokens} new "
           f"tokens, T={args.temperature}, top_p={args.top_p}, top_k={args.top_k}, {args.threads} threads, "
           f"model {args.model}", flush=True)
-
-    # warm-up: one problem each, untimed
-    sample(model, tok, problems[:1], task, num_generations=2, progress=False, seed=args.seed, **settings)
-    naive_loop(model, tok, prompts[:1], 1, seed=args.seed, **settings)
-
-    import statistics as st
+    sides = {"qwqlab": qwqlab_side("qwqlab"), "qwqlab no fused step": qwqlab_side("qwqlab no fused step"),
+             "qwqlab plain": qwqlab_side("qwqlab plain"), "HF batched generate": hf_batched}
+    if not args.no_loop:
+        sides["loop"] = naive_loop
+    for run in sides.values():  # warm-up: one prompt each, untimed
+        run(model, tok, prompts[:1], 2, seed=args.seed, **settings)
 
     rounds = max(1, min(args.rounds, len(prompts)))
     slices = [prompts[r * len(prompts) // rounds:(r + 1) * len(prompts) // rounds] for r in range(rounds)]
-    totals = {"qwqlab": [0, 0.0], "loop": [0, 0.0]}
-    ratios, accuracy = [], []
-    for r, loop_prompts in enumerate(slices):
-        seed = args.seed
-        t = time.perf_counter()
-        df = sample(model, tok, problems, task, num_generations=args.num_generations, batch_size=args.batch_size,
-                    seed=seed, progress=False, **settings)
-        q_s, q_tokens = time.perf_counter() - t, int(df["completion_tokens"].sum())
-        t = time.perf_counter()
-        l_tokens = naive_loop(model, tok, loop_prompts, args.num_generations, seed=seed, **settings)
-        l_s = time.perf_counter() - t
-        ratios.append((q_tokens / q_s) / (l_tokens / l_s))
-        accuracy.append(float(df["correct"].mean()))
-        for name, (n, s_) in (("qwqlab", (q_tokens, q_s)), ("loop", (l_tokens, l_s))):
+    totals = {name: [0, 0.0] for name in sides}
+    rates: dict = {name: [] for name in sides}
+    for r in range(rounds):
+        for name, run in sides.items():
+            t = time.perf_counter()
+            n = run(model, tok, slices[r] if name == "loop" else prompts, args.num_generations,
+                    seed=args.seed + r, **settings)
+            s = time.perf_counter() - t
             totals[name][0] += n
-            totals[name][1] += s_
-        print(f"round {r + 1}/{rounds}: qwqlab {q_tokens} tokens in {q_s:.2f} s ({q_tokens / q_s:,.0f} tokens/s); loop "
-              f"{l_tokens} tokens in {l_s:.2f} s ({l_tokens / l_s:,.0f} tokens/s); ratio {ratios[-1]:.1f}x", flush=True)
-    q_rate = totals["qwqlab"][0] / totals["qwqlab"][1]
-    l_rate = totals["loop"][0] / totals["loop"][1]
-    ratio = st.median(ratios)
-    print(f"qwqlab sample (batch {args.batch_size}, {len(problems)} problems): {q_rate:,.0f} tokens/s")
-    print(f"per-prompt, per-sample generate loop (the same problems, over the rounds): {l_rate:,.0f} tokens/s")
-    print(f"ratio qwqlab / loop: {ratio:.1f}x tokens/s (median of {rounds} rounds; goal >= 25x)")
-    flops = matmul_flops_per_second(args.threads)
-    params = sum(p.numel() for p in model.parameters())
-    share = q_rate * 2 * params / flops
-    print(f"matmul throughput of this CPU ({args.threads} threads, float32 1024x1024): {flops / 1e9:,.1f} GFLOP/s; "
-          f"the decoder's 2 x {params:,} FLOPs per token at {q_rate:,.0f} tokens/s use {share:.2%} of it")
+            totals[name][1] += s
+            rates[name].append(n / s)
+        print(f"round {r + 1}/{rounds}: " + "; ".join(f"{k} {v[-1]:,.0f} tokens/s" for k, v in rates.items()),
+              flush=True)
+    base = "HF batched generate"
+    ratio = {name: st.median(a / b for a, b in zip(rates[name], rates[base])) for name in sides}
+    for name in sides:
+        print(f"{name:>22}: {totals[name][0] / totals[name][1]:8,.0f} tokens/s   {ratio[name]:5.2f}x HF batched generate")
+    loop_ratio = st.median(a / b for a, b in zip(rates["qwqlab"], rates["loop"])) if "loop" in sides else None
+    print(f"ratio qwqlab / HF batched generate: {ratio['qwqlab']:.2f}x (median of {rounds} rounds; goal >= 3x)")
+    if loop_ratio is not None:
+        print(f"ratio qwqlab / per-sample generate loop: {loop_ratio:.1f}x")
     # The decoder runs samples that have drawn the same tokens so far once: the tokens it
     # computed are the distinct prefixes of each prompt's samples (untimed, same seed).
     from qwqlab.decoding import generate
@@ -144,16 +188,13 @@ def main(argv=None) -> dict:
     prefixes = {(g.prompt_index, tuple(g.token_ids[:k])) for g in gens for k in range(1, g.num_tokens + 1)}
     computed = len(prefixes) / sum(g.num_tokens for g in gens)
     print(f"tokens the decoder computed: {computed:.1%} of those it generated (the rest shared a prefix with "
-          f"another sample of their prompt); computed tokens use {share * computed:.2%} of the matmul throughput")
-    result = {"num_problems": args.num_problems,
-              "num_generations": args.num_generations, **settings, "batch_size": args.batch_size,
-              "threads": args.threads, "model": args.model, "rounds": rounds,
-              "qwqlab_tokens": totals["qwqlab"][0], "qwqlab_seconds": round(totals["qwqlab"][1], 3),
-              "qwqlab_tokens_per_s": round(q_rate, 1), "loop_tokens": totals["loop"][0],
-              "loop_seconds": round(totals["loop"][1], 3), "loop_tokens_per_s": round(l_rate, 1),
-              "round_ratios": [round(x, 2) for x in ratios], "ratio": round(ratio, 2),
-              "accuracy": round(st.mean(accuracy), 4), "matmul_gflops": round(flops / 1e9, 2),
-              "share_of_matmul_throughput": round(share, 5), "computed_share_of_tokens": round(computed, 4)}
+          f"another sample of their prompt)")
+    result = {"model": args.model, "num_problems": args.num_problems, "num_generations": args.num_generations,
+              **settings, "threads": args.threads, "rounds": rounds,
+              "tokens_per_s": {k: round(v[0] / v[1], 1) for k, v in totals.items()},
+              "ratio_to_hf_batched": {k: round(v, 3) for k, v in ratio.items()},
+              "ratio_to_loop": round(loop_ratio, 2) if loop_ratio is not None else None,
+              "computed_share_of_tokens": round(computed, 4)}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -136,3 +136,82 @@ def extract_boxed(text: str) -> str | None:
 def format_answer(answer: str) -> str:
     """The answer section qwq-nano writes after ``</think>``."""
     return f"The answer is \\boxed{{{answer}}}."
+
+
+# ----------------------------------------------------------------------------- one rule each
+
+def is_well_formed(text: str, prompt_opens_think: bool = True) -> bool:
+    """The one rule for a well-formed completion: non-empty thinking, one ``</think>``, then an
+    answer with a ``\\boxed{}``. The format reward (``rewards.make_format_reward``) and the
+    training log's ``format_rate`` both use it.
+
+    QwQ's prompt already opens ``<think>``, so the completion must not open it again; after a
+    prompt that did not open it, the completion must start with ``<think>``.
+
+    >>> is_well_formed("12+35=47\\n</think>\\n\\nThe answer is \\\\boxed{47}.")
+    True
+    >>> is_well_formed("</think>\\n\\n\\\\boxed{579}")  # no thinking
+    False
+    """
+    n_open, n_close = text.count(THINK_OPEN), text.count(THINK_CLOSE)
+    if n_close != 1 or n_open > 1:
+        return False
+    head, _, answer = text.partition(THINK_CLOSE)
+    if n_open == 1:
+        if prompt_opens_think or head.strip()[:len(THINK_OPEN)] != THINK_OPEN:
+            return False  # a second opening tag, or text before the opening tag
+        head = head.strip()[len(THINK_OPEN):]
+    elif not prompt_opens_think:
+        return False
+    return bool(head.strip()) and extract_boxed(answer) is not None
+
+
+def count_tokens(texts, tokenizer=None):
+    """Token counts of ``texts`` (a numpy array), with ``tokenizer`` or the whitespace fallback.
+
+    Args:
+        texts: a sequence of strings (``None`` counts as empty).
+        tokenizer: a Hugging Face tokenizer (called on the whole batch, no special
+            tokens), or any callable ``str -> list of ids | int``. ``None`` uses the
+            **whitespace fallback**: the number of whitespace-separated pieces. That is
+            not a token count: subword tokenizers give more tokens than words (roughly
+            1.3 per English word, and one per digit for digit-splitting tokenizers such as
+            Qwen's and qwq-nano's), so use it to compare traces with each other, not with
+            figures measured in real tokens.
+
+    >>> count_tokens(["so 12+35=47", "", None]).tolist()
+    [2, 0, 0]
+    """
+    import numpy as np
+    import pandas as pd
+
+    texts = pd.Series(list(texts) if not isinstance(texts, pd.Series) else texts, dtype=object)
+    values = texts.fillna("").astype(str).tolist()
+    if tokenizer is None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        counts = pc.count_substring_regex(pa.array(values, type=pa.large_string()), r"\S+")
+        return np.asarray(counts.to_numpy(zero_copy_only=False), dtype=np.int64)
+    if any(c.__name__ == "PreTrainedTokenizerBase" for c in type(tokenizer).__mro__) \
+            or hasattr(tokenizer, "backend_tokenizer"):  # a Hugging Face tokenizer: one batched call
+        ids = tokenizer(values, add_special_tokens=False)["input_ids"] if values else []
+        return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(values))
+    out = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        n = tokenizer(v)
+        out[i] = n if isinstance(n, (int, np.integer)) else len(n)
+    return out
+
+
+def think_answer_tokens(completions, tokenizer=None, prompt_opens_think: bool = True):
+    """The one thinking-token counter: ``(think_tokens, answer_tokens)``, numpy arrays, one per completion.
+
+    A completion's thinking tokens are the tokens of its thinking text, its answer tokens those
+    of its answer text, both as ``split_think`` cuts them (the tags and the whitespace around
+    them count in neither), counted by ``count_tokens``. ``rollouts.sample``'s table, the
+    training log's ``think_tokens_mean`` and ``lengths.add_lengths`` all count with it.
+    """
+    parts = [split_think(c or "", prompt_opens_think) for c in completions]
+    return (count_tokens([p.thinking for p in parts], tokenizer),
+            count_tokens([p.answer for p in parts], tokenizer))

@@ -53,7 +53,7 @@ def build_memory():
 
 def build_chat():
     """The chat widget on the largest model this machine can serve (``pick_model``)."""
-    from qwqlab.models import load_model_or_fallback, pick_model
+    from qwqlab.picking import load_model_or_fallback, pick_model
     from qwqlab.widgets import chat_widget
 
     _quiet()

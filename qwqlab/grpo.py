@@ -1,47 +1,43 @@
 """GRPO and its relatives: advantages, KL estimators, the clipped loss, and a training loop.
 
-The pieces, each a small function tested against a hand-computed case:
+The pieces, each a small function tested against a hand-computed case: ``compute_advantages``
+(a group of ``num_generations`` rewards to one number per completion: GRPO, Dr. GRPO, RLOO,
+batch-normalised), ``kl_estimate`` (Schulman's k1, k2, k3 per token), ``clipped_surrogate``
+(PPO's clipped objective with DAPO's clip-higher), ``aggregate_loss`` (per token (DAPO), per
+sequence (GRPO) or by a constant (Dr. GRPO)).
 
-- ``compute_advantages``: how a group of ``num_generations`` rewards for one prompt becomes
-  one number per completion (GRPO, Dr. GRPO, RLOO, batch-normalised).
-- ``kl_estimate``: Schulman's k1, k2, k3 estimators of KL(policy || reference) per token.
-- ``clipped_surrogate``: PPO's clipped objective with separate low/high clip (DAPO's
-  clip-higher) per token.
-- ``aggregate_loss``: per-token losses to one scalar: per token (DAPO), per sequence
-  (original GRPO) or by a constant (Dr. GRPO).
+Then ``train_grpo``, one step in eight stages numbered as in notebook 04 (sample, reward,
+advantages, log-probs, surrogate + KL, aggregate, optimizer step, log), with checkpoints, resume
+and LoRA (on a 4-bit model: QLoRA); ``evaluate_policy`` measures held-out pass@1. Elsewhere: every
+knob in ``qwqlab.grpo_config``, the log-prob layouts and micro-batches in ``qwqlab.logprobs``,
+checkpoints in ``qwqlab.runs``, rewards in ``qwqlab.rewards``, the same experiment in TRL's
+``GRPOTrainer`` in ``qwqlab.trl_bridge``.
 
-Then ``GRPOConfig`` (every knob, checked) and ``train_grpo``, the loop: sample, reward,
-advantages, loss, step, with per-step logs, a progress bar, checkpoints and resume, and LoRA
-(on a 4-bit model: QLoRA) through peft. ``evaluate_policy`` measures held-out pass@1;
-``qwqlab.trl_bridge`` runs the same experiment in TRL's ``GRPOTrainer``; checkpoints and
-recorded runs live in ``qwqlab.runs``, the rewards and their weighted sum in ``qwqlab.rewards``,
-the log-probs of the completions (plain, prompt shared, prefix tree) in ``qwqlab.logprobs``.
-
->>> from qwqlab.models import load_model                           # doctest: +SKIP
 >>> model, tok = load_model("qwq-nano")  # doctest: +SKIP
 >>> log = train_grpo(model, tok, ArithmeticTask(split="train"), config=GRPOConfig(steps=50))  # doctest: +SKIP
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 import uuid
 import warnings
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qwqlab.logprobs import prefix_tree, shared_prefix_logprobs, tree_attention_ok, tree_logprobs, tree_pays
-from qwqlab.models import prepare_for_training
-from qwqlab.rewards import MAX_ABS_REWARD, reward_name, score_rewards, task_reward
+from qwqlab.chat import is_well_formed, think_answer_tokens
+from qwqlab.decoding import step_seed
+from qwqlab.grpo_config import (ESTIMATORS, GROUP_BOOKKEEPING, GROUP_OBJECTIVE, GROUP_SPEED,  # noqa: F401
+                                KL_ESTIMATORS, LOSS_AGGREGATIONS, RESUME_MAY_CHANGE, GRPOConfig, run_settings)
+from qwqlab.logprobs import batch_logprobs, micro_batches, tree_attention_ok
+from qwqlab.models import add_lora, is_peft, is_quantized  # noqa: F401  (add_lora: grpo.add_lora reads on)
+from qwqlab.rewards import MAX_ABS_REWARD, score_rewards, task_reward
 from qwqlab.runs import CheckpointError, check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, write_log
-from qwqlab.validate import check_fields
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that importing qwqlab stays fast
     import torch
 
-ESTIMATORS = ("grpo", "dr_grpo", "rloo", "batch")
 
 
 def _as_float_array(rewards):
@@ -113,8 +109,6 @@ def compute_advantages(rewards, num_generations: int, estimator: str = "grpo", e
 
 # ----------------------------------------------------------------------------- KL and loss
 
-KL_ESTIMATORS = ("k1", "k2", "k3")
-LOSS_AGGREGATIONS = ("token", "sequence", "constant")
 
 
 def kl_estimate(logp, ref_logp, estimator: str = "k3"):
@@ -219,302 +213,11 @@ def token_weights(advantages, lengths, aggregation: str = "sequence", max_tokens
     return [float(grad[i, 0]) if n else 0.0 for i, n in enumerate(lengths)]
 
 
-# ----------------------------------------------------------------------------- configuration
-
-GROUP_OBJECTIVE, GROUP_SPEED, GROUP_BOOKKEEPING = "objective", "speed", "bookkeeping"
-
-
-def _knob(group: str, text: str, default=None):
-    return field(default=default, metadata={"help": text, "group": group})
-
-
-def _objective(text: str, default=None):
-    return _knob(GROUP_OBJECTIVE, text, default)
-
-
-def _speed(text: str, default=None):
-    return _knob(GROUP_SPEED, text, default)
-
-
-def _bookkeeping(text: str, default=None):
-    return _knob(GROUP_BOOKKEEPING, text, default)
-
-
-@dataclass
-class GRPOConfig:
-    """Every knob of ``train_grpo``; the defaults train qwq-nano on 2 CPU cores.
-
-    The knobs come in three groups (``GRPOConfig.knobs(group)``):
-
-    - **objective**: what is learned: the batch each step sees, the loss, the optimizer, LoRA,
-      the seed. Two runs that differ here are different experiments (a resume refuses them).
-    - **speed**: how the same update is computed (micro-batches, length buckets, threads); the
-      update is the same up to float rounding (tested).
-    - **bookkeeping**: how long to run, where to log, how often to checkpoint, the progress bar.
-
-    ``GRPOConfig.help()`` prints each field with its help text, group by group.
-    """
-    # ===== objective =====
-    # what one step sees
-    num_prompts: int = _objective("Prompts per step; each gets num_generations completions.", 16)
-    num_generations: int = _objective("Completions per prompt (G in the GRPO paper); at least 2, "
-                                      "since advantages compare completions of the same prompt.", 8)
-    max_new_tokens: int = _objective("Longest completion; longer ones are cut and counted as truncated.", 96)
-    temperature: float = _objective("Sampling temperature for rollouts (1.0 samples the policy itself).", 1.0)
-    top_p: float = _objective("Nucleus sampling for rollouts; 1.0 = off, which keeps log-probs exact.", 1.0)
-    top_k: int = _objective("Top-k sampling for rollouts; 0 = off.", 0)
-    # the objective
-    estimator: str = _objective("Advantage estimator: 'grpo' (group mean/std), 'dr_grpo' (no std), "
-                                "'rloo' (leave-one-out) or 'batch' (group mean, batch std).", "grpo")
-    loss_aggregation: str = _objective("'token' (DAPO), 'sequence' (original GRPO) or 'constant' "
-                                       "(Dr. GRPO: divide by max_new_tokens).", "token")
-    beta: float = _objective("KL penalty weight against a frozen reference model; 0 = no reference "
-                             "model (DAPO, Dr. GRPO).", 0.0)
-    kl_estimator: str = _objective("KL estimator when beta > 0: 'k1', 'k2' or 'k3' (Schulman). As a loss term on "
-                                   "samples from the policy, k1 (log ratio) has zero expected gradient: it "
-                                   "reports the KL but does not pull towards the reference; use k3 or k2.", "k3")
-    clip_low: float = _objective("Lower clip: ratio may fall to 1 - clip_low.", 0.2)
-    clip_high: float = _objective("Upper clip: ratio may rise to 1 + clip_high (> clip_low is DAPO's "
-                                  "clip-higher).", 0.28)
-    num_iterations: int = _objective("Updates per batch of rollouts (mu in the GRPO paper). 1 = on-policy: "
-                                     "the ratio is 1, so no old log-probs are computed.", 1)
-    scale_eps: float = _objective("Added to the std in the 'grpo'/'batch' advantage.", 1e-4)
-    reward_weights: list | None = _objective("One weight per reward function (default all 1).", None)
-    # the optimizer
-    learning_rate: float = _objective("AdamW learning rate.", 2e-4)
-    warmup_steps: int = _objective("Linear learning-rate warm-up steps.", 0)
-    weight_decay: float = _objective("AdamW weight decay.", 0.0)
-    max_grad_norm: float | None = _objective("Clip the gradient norm to this; None = no clipping.", 1.0)
-    # LoRA (peft), e.g. on a 4-bit model on a GPU
-    use_lora: bool = _objective("Train LoRA adapters (peft) instead of all weights; on a 4-bit model "
-                                "(load_model(..., bits=4)) this is QLoRA.", False)
-    lora_r: int = _objective("LoRA rank.", 8)
-    lora_alpha: int = _objective("LoRA scaling alpha.", 16)
-    lora_dropout: float = _objective("LoRA dropout.", 0.0)
-    lora_target_modules: str | list = _objective("Modules LoRA adapts ('all-linear' or a list of names).",
-                                                 "all-linear")
-    # randomness
-    seed: int = _objective("Seed for the problem order and sampling.", 0)
-    # ===== speed =====
-    # speed and memory: the same update, computed in other pieces
-    micro_batch_size: int | None = _speed("Completions per forward/backward (gradient accumulation) "
-                                          "to bound memory on a GPU; None = split the batch into "
-                                          "length_buckets groups instead. The update is the same either way.",
-                                          None)
-    length_buckets: int = _speed("Run the forward/backward in at most this many groups, cut where they "
-                                 "save the most padding (completions sorted by length, or prompts by the "
-                                 "size of their samples' prefix tree; 1 = one group); used when "
-                                 "micro_batch_size is None.", 4)
-    num_threads: int | None = _speed("torch CPU threads (2 on the lab's machines); None = leave as is.", 2)
-    # ===== bookkeeping =====
-    # how long, logs and checkpoints
-    steps: int = _bookkeeping("Optimizer steps (at most; see max_seconds).", 50)
-    max_seconds: float | None = _bookkeeping("Stop after this many seconds of training, if set.", None)
-    log_file: str | None = _bookkeeping("Append one JSON line per step here (.jsonl), or a CSV (.csv).", None)
-    checkpoint_dir: str | None = _bookkeeping("Save checkpoints here; a run started again resumes from "
-                                              "the latest one.", None)
-    checkpoint_every: int = _bookkeeping("Save a checkpoint every this many steps (0 = only at the end "
-                                         "and on interruption).", 25)
-    keep_checkpoints: int = _bookkeeping("How many recent checkpoints to keep.", 2)
-    resume: bool = _bookkeeping("Resume from the latest checkpoint in checkpoint_dir if there is one (it must be "
-                                "the same experiment: only the speed and bookkeeping knobs may change). False "
-                                "starts a new run, which needs a checkpoint_dir without another run's "
-                                "checkpoints.", True)
-    progress: bool = _bookkeeping("Show a tqdm progress bar.", True)
-
-    def __post_init__(self):
-        check_fields(self)  # types, and every float finite, before the ranges below (NaN passes any `<`)
-
-        def bad(msg):
-            raise ValueError(f"GRPOConfig: {msg}")
-        if self.num_generations < 2:
-            bad(f"GRPO needs at least 2 generations per prompt to compare them (advantages are "
-                f"relative to the group); you gave num_generations={self.num_generations}. Use 2 or more "
-                "(8 is typical).")
-        if self.num_prompts < 1:
-            bad(f"num_prompts must be >= 1, got {self.num_prompts}.")
-        if self.max_new_tokens < 1:
-            bad(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
-        if self.temperature <= 0:
-            bad(f"temperature must be > 0 for RL rollouts (0 is greedy: every completion of a group "
-                f"would be the same, so there is nothing to compare), got {self.temperature}.")
-        if not 0 < self.top_p <= 1:
-            bad(f"top_p must be in (0, 1], got {self.top_p}; use 1.0 to switch it off.")
-        if self.top_k < 0:
-            bad(f"top_k must be >= 0 (0 = off), got {self.top_k}.")
-        if self.steps < 1:
-            bad(f"steps must be >= 1, got {self.steps}.")
-        if self.max_seconds is not None and self.max_seconds <= 0:
-            bad(f"max_seconds must be positive or None, got {self.max_seconds}.")
-        if self.estimator not in ESTIMATORS:
-            bad(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}.")
-        if self.loss_aggregation not in LOSS_AGGREGATIONS:
-            bad(f"loss_aggregation must be one of {LOSS_AGGREGATIONS}, got {self.loss_aggregation!r}.")
-        if self.kl_estimator not in KL_ESTIMATORS:
-            bad(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}.")
-        if self.beta < 0:
-            bad(f"beta (KL weight) must be >= 0, got {self.beta}; use 0 to train without a reference model.")
-        if not 0 <= self.clip_low < 1:
-            bad(f"clip_low must be in [0, 1) so that 1 - clip_low stays positive, got {self.clip_low} "
-                "(0.2 is usual).")
-        if self.clip_high < 0:
-            bad(f"clip_high must be >= 0, got {self.clip_high} (0.2, or 0.28 for DAPO's clip-higher).")
-        if self.num_iterations < 1:
-            bad(f"num_iterations must be >= 1, got {self.num_iterations}.")
-        if self.scale_eps < 0:
-            bad(f"scale_eps must be >= 0, got {self.scale_eps}.")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            bad(f"learning_rate must be a positive number, got {self.learning_rate} (try 1e-4 for qwq-nano, "
-                "1e-6 for a 7B+ model).")
-        if self.warmup_steps < 0:
-            bad(f"warmup_steps must be >= 0, got {self.warmup_steps}.")
-        if self.weight_decay < 0:
-            bad(f"weight_decay must be >= 0, got {self.weight_decay}.")
-        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
-            bad(f"max_grad_norm must be positive or None (no clipping), got {self.max_grad_norm}.")
-        if self.micro_batch_size is not None and self.micro_batch_size < 1:
-            bad(f"micro_batch_size must be >= 1 or None, got {self.micro_batch_size}.")
-        if self.length_buckets < 1:
-            bad(f"length_buckets must be >= 1, got {self.length_buckets}.")
-        if self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1:
-            bad("LoRA needs lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1 "
-                f"(got {self.lora_r}, {self.lora_alpha}, {self.lora_dropout}).")
-        if self.checkpoint_every < 0 or self.keep_checkpoints < 1:
-            bad(f"checkpoint_every must be >= 0 and keep_checkpoints >= 1 "
-                f"(got {self.checkpoint_every}, {self.keep_checkpoints}).")
-        if self.reward_weights is not None and any(not math.isfinite(w) for w in self.reward_weights):
-            bad(f"reward_weights must be finite numbers, got {self.reward_weights}.")
-
-    @classmethod
-    def knobs(cls, group: str) -> tuple[str, ...]:
-        """The names of one group's fields: ``"objective"``, ``"speed"`` or ``"bookkeeping"``."""
-        groups = (GROUP_OBJECTIVE, GROUP_SPEED, GROUP_BOOKKEEPING)
-        if group not in groups:
-            raise ValueError(f"unknown group {group!r}; one of {groups}")
-        return tuple(f.name for f in fields(cls) if f.metadata["group"] == group)
-
-    @classmethod
-    def help(cls) -> str:
-        """Each field, its default and its help text, one per line, under its group's name."""
-        lines = []
-        for group in (GROUP_OBJECTIVE, GROUP_SPEED, GROUP_BOOKKEEPING):
-            lines.append(f"[{group}]")
-            for f in fields(cls):
-                if f.metadata["group"] == group:
-                    default = f.default if f.default is not MISSING else f.default_factory()
-                    lines.append(f"{f.name} (default {default!r}): {f.metadata.get('help', '')}")
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-# ----------------------------------------------------------------------------- LoRA
-
-def is_quantized(model) -> bool:
-    """Whether ``model`` was loaded in 8 or 4 bits by bitsandbytes."""
-    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
-                or getattr(getattr(model, "config", None), "quantization_config", None))
-
-
-def add_lora(model, config: GRPOConfig):
-    """Wrap ``model`` with LoRA adapters (peft); a 4/8-bit model is prepared for k-bit training first.
-
-    Only the adapters train; the frozen base doubles as the reference model (adapters off),
-    so a KL penalty needs no second copy of the weights.
-    """
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    if is_quantized(model):
-        prepare_for_training(model)  # bitsandbytes' CPU inference packing cannot train
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=config.lora_target_modules, task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
-
-
-def _is_peft(model) -> bool:
-    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-def _think_token_counts(tokenizer, texts: list[str]) -> tuple[list[int], list[bool]]:
-    from qwqlab.chat import extract_boxed, split_think
-
-    parts = [split_think(t) for t in texts]
-    thinking = [p.thinking for p in parts]
-    counts = [len(ids) for ids in tokenizer(thinking, add_special_tokens=False)["input_ids"]] if texts else []
-    formatted = [p.case == "closed" and extract_boxed(p.answer) is not None for p in parts]
-    return counts, formatted
-
-
-def evaluate_policy(model, tokenizer, task, num_problems: int = 200, temperature: float = 1.0,
-                    max_new_tokens: int = 96, seed: int = 0, batch_size: int = 200,
-                    top_p: float = 1.0, top_k: int = 0, scores: dict | None = None) -> dict:
-    """Held-out accuracy: pass@1 with one sample per problem at ``temperature`` (1.0 by default).
-
-    Pass a held-out task (``ArithmeticTask(split="test")``). Plain sampling (no top-p/top-k)
-    measures the policy RL actually trains. Returns accuracy, mean completion and thinking
-    tokens, truncation rate and the share of well-formed completions (closed thinking,
-    then a boxed answer); ``scores`` (name -> reward function) adds each reward's mean over
-    the same completions as ``<name>_score``.
-    """
-    import statistics as st
-
-    from qwqlab.decoding import generate
-
-    problems = task.problems(num_problems)
-    correct, tokens, think, truncated, formatted = [], [], [], [], []
-    scored: dict = {name: [] for name in (scores or {})}
-    was_training = model.training
-    model.eval()
-    for i in range(0, len(problems), batch_size):
-        chunk = problems[i:i + batch_size]
-        gens = generate(model, tokenizer, [task.prompt(tokenizer, p) for p in chunk], 1, temperature=temperature,
-                        top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed * 100003 + i)
-        texts = [g.text for g in gens]
-        counts, ok = _think_token_counts(tokenizer, texts)
-        correct += [float(task.grade(g.text, chunk[g.prompt_index]) or 0.0) for g in gens]
-        tokens += [g.num_tokens for g in gens]
-        truncated += [g.finish_reason == "length" for g in gens]
-        think += counts
-        formatted += ok
-        for name, f in (scores or {}).items():
-            scored[name] += f([task.prompt(tokenizer, chunk[g.prompt_index]) for g in gens], texts,
-                              answer=[chunk[g.prompt_index].answer for g in gens],
-                              completion_ids=[g.token_ids for g in gens])
-    if was_training:
-        model.train()
-    return {"num_problems": len(problems), "temperature": temperature, "seed": seed,
-            "accuracy": st.mean(correct), "completion_tokens_mean": st.mean(tokens),
-            "think_tokens_mean": st.mean(think), "truncation_rate": st.mean(truncated),
-            "format_rate": st.mean(formatted),
-            **{f"{name}_score": st.mean([float(v) for v in vals if v is not None] or [float("nan")])
-               for name, vals in scored.items()}}
-
-
-# ----------------------------------------------------------------------------- runs
-
-#: GRPOConfig fields a resumed run may change: the speed and bookkeeping knobs (how long, how
-#: often to save, where to log, how fast or how memory-hungry), not what is learned.
-RESUME_MAY_CHANGE = GRPOConfig.knobs(GROUP_SPEED) + GRPOConfig.knobs(GROUP_BOOKKEEPING)
-
-
-def run_settings(config: GRPOConfig, task, reward_funcs) -> dict:
-    """What makes a GRPO run the experiment it is: every config field outside ``RESUME_MAY_CHANGE``,
-    the task and the reward functions' names (as JSON values, the way a checkpoint stores them)."""
-    settings = {k: v for k, v in config.to_dict().items() if k not in RESUME_MAY_CHANGE}
-    settings["task"] = getattr(task, "name", type(task).__name__)
-    settings["rewards"] = [reward_name(f, i) for i, f in enumerate(reward_funcs)]
-    return json.loads(json.dumps(settings, default=str))
-
-
 # ----------------------------------------------------------------------------- training, in stages
 
 @dataclass
 class RolloutBatch:
-    """One step's rollouts, scored: what stage 1 of ``train_grpo`` hands to the others.
+    """One step's rollouts, scored: what stages 1-2 of ``train_grpo`` hand to the others.
 
     ``completion_ids``/``completion_mask`` are ``(rows, tokens)`` right-padded, ``prompt_ids``/
     ``prompt_mask`` ``(prompts, tokens)`` left-padded as the decoder saw them; row ``i`` continues
@@ -523,7 +226,7 @@ class RolloutBatch:
     """
     problems: list
     prompts: list[str]
-    completions: list            # qwqlab.decoding.Completion, one per row
+    completions: list            # qwqlab.decoding.Generation, one per row
     total: list
     per_func: dict
     rewards: torch.Tensor
@@ -544,8 +247,8 @@ class RolloutBatch:
 
 
 def roll_out_and_score(model, tokenizer, task, problems, reward_funcs, cfg: GRPOConfig, step: int) -> RolloutBatch:
-    """Stage 1: sample ``num_generations`` completions of each problem (the one decoder,
-    seeded by ``seed`` and ``step``) and score them with the rewards (``rewards.score_rewards``)."""
+    """Stages 1-2: sample ``num_generations`` completions of each problem (the one decoder,
+    seeded by ``step_seed``), and reward them (``rewards.score_rewards``)."""
     import torch
 
     from qwqlab.decoding import encode_left, generate
@@ -555,7 +258,7 @@ def roll_out_and_score(model, tokenizer, task, problems, reward_funcs, cfg: GRPO
     prompts = [task.prompt(tokenizer, p) for p in problems]
     gens, (seqs, plen) = generate(model, tokenizer, prompts, cfg.num_generations, temperature=cfg.temperature,
                                   top_p=cfg.top_p, top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens,
-                                  seed=cfg.seed * 1_000_003 + step, return_tensors=True)
+                                  seed=step_seed(cfg.seed, step), return_tensors=True)
     t_gen = time.perf_counter() - t0
     rep = [problems[g.prompt_index] for g in gens]
     total, per_func = score_rewards(
@@ -572,117 +275,10 @@ def roll_out_and_score(model, tokenizer, task, problems, reward_funcs, cfg: GRPO
                         seqs[:, plen:], cmask, lengths, t_gen)
 
 
-def micro_batches(batch: RolloutBatch, advantages, cfg: GRPOConfig, tree: bool = True) -> list:
-    """The rows the policy loss runs on, in micro-batches that waste the least padding.
-
-    Rows with advantage 0 (a group whose completions all scored the same, or an unjudged
-    completion) give exactly zero policy gradient: without a KL term they need no forward pass.
-    They still count in the loss's denominators (``policy_update``), so the update is the same
-    as on the whole batch (tested), at a fraction of the cost.
-
-    With ``micro_batch_size`` the rows are sorted by length and cut into pieces of that size.
-    Otherwise into at most ``length_buckets`` pieces (``length_split``), either of rows sorted
-    by length, or, where the samples of a prompt share enough tokens that its prefix tree
-    (``tree_logprobs``) is the cheaper layout, of whole prompts sorted by tree size (``tree=False``:
-    rows only, for a model whose attention takes no tree mask, see ``tree_attention_ok``).
-    """
-    import torch
-
-    rows = (torch.nonzero(advantages != 0).squeeze(-1) if cfg.beta == 0
-            else torch.arange(len(advantages), device=advantages.device))
-    rows = rows[torch.argsort(batch.lengths[rows], stable=True)]  # similar lengths share a chunk
-    if cfg.micro_batch_size:
-        size = cfg.micro_batch_size
-        return [rows[i:i + size] for i in range(0, len(rows), size)]
-    if not rows.numel():
-        return []
-
-    def split(sizes, groups):
-        cuts = length_split(sizes, groups)
-        bounds = list(zip([0] + cuts, cuts + [len(sizes)]))
-        return bounds, sum((b - a) * sizes[b - 1] for a, b in bounds)
-
-    lengths = batch.lengths[rows].tolist()
-    row_bounds, row_cost = split(lengths, cfg.length_buckets)
-    if tree:
-        owners = torch.div(rows, cfg.num_generations, rounding_mode="floor")
-        _, inverse = torch.unique(owners, return_inverse=True)
-        _, _, depths, _ = prefix_tree(batch.completion_ids[rows], batch.completion_mask[rows], inverse)
-        nodes = (depths >= 0).sum(-1)
-        order = torch.argsort(nodes, stable=True)
-        tree_sizes = nodes[order].tolist()
-        tree_bounds, tree_cost = split(tree_sizes, cfg.length_buckets)
-        if tree_pays(max(tree_sizes), tree_cost, row_cost):
-            order = order.to(inverse.device)
-            return [rows[torch.isin(inverse, order[a:b])] for a, b in tree_bounds]
-    return [rows[a:b] for a, b in row_bounds if b > a]
-
-
-def length_split(lengths: list[int], groups: int) -> list[int]:
-    """Where to cut ascending ``lengths`` into at most ``groups`` runs so that padding each
-    run to its longest costs the fewest tokens (the sum over runs of rows x longest length).
-
-    Exact, by dynamic programming over the places where the length changes. Returns the
-    cut positions, ascending (no cuts: one run).
-
-    >>> length_split([10, 10, 11, 12, 40, 41, 96], 3)
-    [4, 6]
-    """
-    import torch
-
-    n = len(lengths)
-    if groups <= 1 or n < 2 or lengths[0] == lengths[-1]:
-        return []
-    # Candidate ends of a run: the last row of each distinct length.
-    ends = [i + 1 for i in range(n) if i == n - 1 or lengths[i + 1] != lengths[i]]
-    if len(ends) > 4096:  # a (very) large batch: equal row counts, close enough
-        size = math.ceil(n / groups)
-        return list(range(size, n, size))
-    pos = torch.tensor([0] + ends, dtype=torch.float64)            # run boundaries, 0 first
-    width = torch.tensor([lengths[e - 1] for e in ends], dtype=torch.float64)
-    # cost[j, i]: one run from boundary j to end i (rows pos[j]..ends[i]), padded to width[i].
-    cost = (pos[1:][None, :] - pos[:-1][:, None]) * width[None, :]
-    cost = cost.masked_fill(torch.ones_like(cost, dtype=torch.bool).tril(-1), float("inf"))
-    best = cost[0].clone()                                          # best[i]: rows up to ends[i], 1 run
-    choices, totals = [], [best[-1]]
-    for _ in range(groups - 1):
-        # best over the last run's start j (after boundary j, which ends a cheapest prefix)
-        prev = torch.cat([torch.zeros(1, dtype=best.dtype), best[:-1]])
-        total = prev[:, None] + cost
-        best, arg = total.min(dim=0)
-        choices.append(arg)
-        totals.append(best[-1])
-    k = min(range(len(totals)), key=lambda i: (float(totals[i]), i))  # fewest runs among the cheapest
-    cuts, i = [], len(ends) - 1
-    for arg in reversed(choices[:k]):
-        j = int(arg[i])  # the last run starts after boundary j (pos[j])
-        cuts.append(int(pos[j]))
-        i = j - 1
-    return sorted(c for c in cuts if 0 < c < n)
-
-
-def batch_logprobs(model, batch: RolloutBatch, rows, cfg: GRPOConfig):
-    """Per-token log-probs (and entropies) of the completions in ``rows``, each prompt run once."""
-    import torch
-
-    prompt_index = torch.div(rows, cfg.num_generations, rounding_mode="floor")
-    prompts_used, inverse = torch.unique(prompt_index, return_inverse=True)
-    pmask = batch.prompt_mask[prompts_used]
-    lead = int((pmask.sum(0) == 0).sum())  # left-padding columns no prompt of this chunk needs
-    width = int(batch.lengths[rows].max().clamp(min=1))
-    ids, mask = batch.completion_ids[rows, :width], batch.completion_mask[rows, :width]
-    args = (model, batch.prompt_ids[prompts_used, lead:], pmask[:, lead:], inverse, ids, mask, cfg.temperature)
-    if tree_attention_ok(model):
-        tree = prefix_tree(ids, mask, inverse)
-        nodes = (tree[2] >= 0).sum(-1)
-        if tree_pays(int(nodes.max()), len(nodes) * int(nodes.max()), len(rows) * width):
-            return tree_logprobs(*args, tree=tree)
-    return shared_prefix_logprobs(*args)
-
-
 def policy_update(model, optimizer, params, batch: RolloutBatch, advantages, chunks, cfg: GRPOConfig,
                   reference=None, before_step=None) -> dict:
-    """Stage 3: the clipped surrogate (+ ``beta`` x KL) over the micro-batches, then the optimizer step.
+    """Stages 4-7: log-probs, the clipped surrogate (+ ``beta`` x KL), the aggregate over the
+    micro-batches, then the optimizer step.
 
     ``num_iterations`` updates on the same rollouts (the first on-policy, so its ratio is 1);
     ``reference(batch, rows)`` gives the frozen reference's log-probs when ``beta > 0``;
@@ -706,17 +302,18 @@ def policy_update(model, optimizer, params, batch: RolloutBatch, advantages, chu
     for it in range(cfg.num_iterations):
         optimizer.zero_grad(set_to_none=True)
         for k, c in enumerate(chunks):
-            logp, _ = batch_logprobs(model, batch, c, cfg)
+            logp, _ = batch_logprobs(model, batch, c, cfg)  # 4. log-probs (the reference's: ref[k])
             m = mask[c, :logp.shape[1]]
             old_logp = old[k] if old is not None else logp.detach()
+            # 5. the clipped surrogate, plus beta x KL
             per_token, is_clipped = clipped_surrogate(logp, old_logp, advantages[c], cfg.clip_low, cfg.clip_high)
             if cfg.beta > 0:
                 kl = kl_estimate(logp, ref[k], cfg.kl_estimator)
                 per_token = per_token + cfg.beta * kl
                 if it == 0:
                     stats["kl"] += float((kl.detach() * m).sum())
+            # 6. aggregate, each micro-batch scaled so the sum equals the loss on the whole batch
             loss = aggregate_loss(per_token, m, cfg.loss_aggregation, cfg.max_new_tokens)
-            # Scale each micro-batch so the sum equals the loss on the whole batch.
             if cfg.loss_aggregation == "token":
                 loss = loss * m.sum().clamp(min=1) / total_tokens
             else:
@@ -725,7 +322,8 @@ def policy_update(model, optimizer, params, batch: RolloutBatch, advantages, chu
             if it == cfg.num_iterations - 1:
                 stats["loss"] += float(loss.detach())
                 stats["clipped"] += float((is_clipped & m).sum())
-        for p in params:  # no trained rows: a zero gradient, exactly as the full batch gives
+        # 7. the optimizer step (no trained rows: a zero gradient, exactly as the full batch gives)
+        for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
         grad_norm = (torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm
@@ -746,12 +344,13 @@ def policy_update(model, optimizer, params, batch: RolloutBatch, advantages, chu
 
 def step_log(step: int, batch: RolloutBatch, update: dict, trained_rows: int, timing: dict, tokenizer, task,
              cfg: GRPOConfig) -> dict:
-    """Stage 4: one row of the log: rewards, accuracy, lengths, KL, clipping, entropy, loss, and
+    """Stage 8: one row of the log: rewards, accuracy, lengths, KL, clipping, entropy, loss, and
     ``timing`` (``learning_rate``, ``seconds``, ``elapsed_seconds``)."""
     import torch
 
     texts, rep, gens = batch.texts, batch.row_problems, batch.completions
-    think, formatted = _think_token_counts(tokenizer, texts)
+    think = think_answer_tokens(texts, tokenizer)[0].tolist()  # the one thinking-token counter
+    formatted = [is_well_formed(t) for t in texts]  # the format reward's rule
     grades = [task.grade(t, p) for t, p in zip(texts, rep)]
     judged = [r for r in batch.total if r is not None]
     groups = batch.rewards.view(-1, cfg.num_generations)
@@ -795,14 +394,17 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
                ref_model=None, callback=None):
     """Train ``model`` with GRPO on ``task``'s problems; returns the per-step log as a DataFrame.
 
-    Each step draws ``num_prompts`` problems and runs four stages, each a function of its own:
+    Each step draws ``num_prompts`` problems and runs eight stages (numbered as in notebook 04's
+    step by hand), each group a function of its own:
 
-    1. ``roll_out_and_score``: ``num_generations`` completions each (``qwqlab.decoding.generate``),
-       scored with ``reward_funcs`` (TRL signature; default the task's grader).
-    2. ``compute_advantages``: each reward against its group's.
-    3. ``policy_update``: the clipped surrogate (+ ``beta`` x KL to a frozen reference) over the
-       micro-batches of ``micro_batches``, log-probs from ``batch_logprobs``, then an AdamW step.
-    4. ``step_log``: one row of the log.
+    1-2. ``roll_out_and_score``: **sample** ``num_generations`` completions each
+       (``qwqlab.decoding.generate``, seed ``step_seed(seed, step)``) and **reward** them with
+       ``reward_funcs`` (TRL signature; default the task's grader).
+    3. ``compute_advantages``: each reward against its group's (the **advantage**).
+    4-7. ``policy_update``: over the ``micro_batches`` (``qwqlab.logprobs``), the completions'
+       **log-probs** (``batch_logprobs``; the frozen reference's too when ``beta > 0``), the
+       **clipped surrogate** + ``beta`` x KL, the **aggregate** loss, then one **AdamW step**.
+    8. ``step_log``: one row of the **log**.
 
     Args:
         model, tokenizer: a causal LM (full precision, or 4-bit with ``config.use_lora``).
@@ -842,9 +444,9 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
     elif callable(reward_funcs):
         reward_funcs = [reward_funcs]
     reward_funcs = list(reward_funcs)
-    if cfg.use_lora and not _is_peft(model):
+    if cfg.use_lora and not is_peft(model):
         model = add_lora(model, cfg)
-    elif is_quantized(model) and not _is_peft(model):
+    elif is_quantized(model) and not is_peft(model):
         raise ValueError("A 4/8-bit model cannot be trained directly: set GRPOConfig(use_lora=True) "
                          "to train LoRA adapters on it (QLoRA), or load it in full precision.")
     device = next(model.parameters()).device
@@ -852,7 +454,7 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
 
     ref_ctx = None
     if cfg.beta > 0 and ref_model is None:
-        if _is_peft(model):
+        if is_peft(model):
             ref_ctx = model.disable_adapter
         else:
             ref_model = copy.deepcopy(model)
@@ -910,11 +512,11 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
         while step < cfg.steps:
             t0 = time.perf_counter()
             problems = [pool[(step * P + i) % len(pool)] for i in range(P)]
-            # 1. Roll out and score: G completions per prompt, one weighted reward each.
+            # 1-2. Sample G completions per prompt and reward each (one weighted reward).
             batch = roll_out_and_score(model, tokenizer, task, problems, reward_funcs, cfg, step)
-            # 2. Advantages: each reward against its group's (compute_advantages).
+            # 3. Advantages: each reward against its group's.
             advantages = compute_advantages(batch.rewards, G, cfg.estimator, cfg.scale_eps).to(device)
-            # 3. Policy loss over micro-batches (clipped surrogate + beta x KL), then the optimizer step.
+            # 4-7. Log-probs, clipped surrogate + beta x KL, aggregate, optimizer step (over micro-batches).
             chunks = micro_batches(batch, advantages, cfg, tree=tree_attention_ok(model))
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
@@ -922,7 +524,7 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
             seconds = time.perf_counter() - t0
             elapsed += seconds
             step += 1
-            # 4. Log.
+            # 8. Log.
             row = step_log(step, batch, update, sum(len(c) for c in chunks),
                            {"learning_rate": lr_at(step - 1), "seconds": seconds, "elapsed_seconds": elapsed},
                            tokenizer, task, cfg)
@@ -957,3 +559,50 @@ def train_grpo(model, tokenizer, task, reward_funcs=None, config: GRPOConfig | N
     df = pd.DataFrame(history)
     df.attrs["log_file"] = cfg.log_file
     return df
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def evaluate_policy(model, tokenizer, task, num_problems: int = 200, temperature: float = 1.0,
+                    max_new_tokens: int = 96, seed: int = 0, batch_size: int = 200,
+                    top_p: float = 1.0, top_k: int = 0, scores: dict | None = None) -> dict:
+    """Held-out accuracy: pass@1 with one sample per problem at ``temperature`` (1.0 by default).
+
+    Pass a held-out task (``ArithmeticTask(split="test")``). Plain sampling (no top-p/top-k)
+    measures the policy RL actually trains. Returns accuracy, mean completion and thinking
+    tokens, truncation rate and the share of well-formed completions (``chat.is_well_formed``,
+    the format reward's rule); ``scores`` (name -> reward function) adds each reward's mean over
+    the same completions as ``<name>_score``.
+    """
+    import statistics as st
+
+    from qwqlab.decoding import generate
+
+    problems = task.problems(num_problems)
+    correct, tokens, think, truncated, formatted = [], [], [], [], []
+    scored: dict = {name: [] for name in (scores or {})}
+    was_training = model.training
+    model.eval()
+    for i in range(0, len(problems), batch_size):
+        chunk = problems[i:i + batch_size]
+        gens = generate(model, tokenizer, [task.prompt(tokenizer, p) for p in chunk], 1, temperature=temperature,
+                        top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=step_seed(seed, i))
+        texts = [g.text for g in gens]
+        counts, ok = think_answer_tokens(texts, tokenizer)[0].tolist(), [is_well_formed(t) for t in texts]
+        correct += [float(task.grade(g.text, chunk[g.prompt_index]) or 0.0) for g in gens]
+        tokens += [g.num_tokens for g in gens]
+        truncated += [g.finish_reason == "length" for g in gens]
+        think += counts
+        formatted += ok
+        for name, f in (scores or {}).items():
+            scored[name] += f([task.prompt(tokenizer, chunk[g.prompt_index]) for g in gens], texts,
+                              answer=[chunk[g.prompt_index].answer for g in gens],
+                              completion_ids=[g.token_ids for g in gens])
+    if was_training:
+        model.train()
+    return {"num_problems": len(problems), "temperature": temperature, "seed": seed,
+            "accuracy": st.mean(correct), "completion_tokens_mean": st.mean(tokens),
+            "think_tokens_mean": st.mean(think), "truncation_rate": st.mean(truncated),
+            "format_rate": st.mean(formatted),
+            **{f"{name}_score": st.mean([float(v) for v in vals if v is not None] or [float("nan")])
+               for name, vals in scored.items()}}

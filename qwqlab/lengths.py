@@ -37,6 +37,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from qwqlab.chat import count_tokens, think_answer_tokens  # noqa: F401  (count_tokens: re-exported)
+
 #: Reflection markers counted by default: the words long-CoT models say when they
 #: second-guess themselves. "but wait" is also counted as a "wait"; the ``reflections``
 #: total counts each occurrence once.
@@ -96,40 +98,6 @@ def marker_regex(marker: str) -> str:
     return f"{left}{body}{right}"
 
 
-def count_tokens(texts, tokenizer=None) -> np.ndarray:
-    """Token counts of ``texts``, with ``tokenizer`` or the whitespace fallback.
-
-    Args:
-        texts: a sequence of strings (``None`` counts as empty).
-        tokenizer: a Hugging Face tokenizer (called on the whole batch, no special
-            tokens), or any callable ``str -> list of ids | int``. ``None`` uses the
-            **whitespace fallback**: the number of whitespace-separated pieces. That is
-            not a token count: subword tokenizers give more tokens than words (roughly
-            1.3 per English word, and one per digit for digit-splitting tokenizers such as
-            Qwen's and qwq-nano's), so use it to compare traces with each other, not with
-            figures measured in real tokens.
-
-    >>> count_tokens(["so 12+35=47", "", None]).tolist()
-    [2, 0, 0]
-    """
-    import pyarrow.compute as pc
-
-    texts = pd.Series(list(texts) if not isinstance(texts, pd.Series) else texts, dtype=object)
-    if tokenizer is None:
-        counts = pc.count_substring_regex(_text(texts), r"\S+")
-        return np.asarray(counts.to_numpy(zero_copy_only=False), dtype=np.int64)
-    values = texts.fillna("").astype(str).tolist()
-    if any(c.__name__ == "PreTrainedTokenizerBase" for c in type(tokenizer).__mro__) \
-            or hasattr(tokenizer, "backend_tokenizer"):  # a Hugging Face tokenizer: one batched call
-        ids = tokenizer(values, add_special_tokens=False)["input_ids"]
-        return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(values))
-    out = np.empty(len(values), dtype=np.int64)
-    for i, v in enumerate(values):
-        n = tokenizer(v)
-        out[i] = n if isinstance(n, (int, np.integer)) else len(n)
-    return out
-
-
 def add_lengths(rollouts: pd.DataFrame, tokenizer=None, prompt_opens_think: bool = True,
                 overwrite: bool = False) -> pd.DataFrame:
     """Fill in the glossary columns a rollouts table lacks, from its ``completion`` text.
@@ -155,10 +123,15 @@ def add_lengths(rollouts: pd.DataFrame, tokenizer=None, prompt_opens_think: bool
             df["is_truncated"] = [p.case == "unclosed" for p in parts]
     if need("extracted_answer"):
         df["extracted_answer"] = [extract_boxed(a) if isinstance(a, str) else None for a in df["answer_text"]]
-    if need("think_tokens"):
-        df["think_tokens"] = count_tokens(df["thinking"], tokenizer)
-    if need("answer_tokens"):
-        df["answer_tokens"] = count_tokens(df["answer_text"], tokenizer)
+    if need("think_tokens") or need("answer_tokens"):
+        if "completion" in df.columns:  # the one counter (qwqlab.chat.think_answer_tokens)
+            think, answer = think_answer_tokens(df["completion"].fillna(""), tokenizer, prompt_opens_think)
+        else:
+            think, answer = count_tokens(df["thinking"], tokenizer), count_tokens(df["answer_text"], tokenizer)
+        if need("think_tokens"):
+            df["think_tokens"] = think
+        if need("answer_tokens"):
+            df["answer_tokens"] = answer
     if need("completion_tokens"):
         if "completion" in df.columns:
             df["completion_tokens"] = count_tokens(df["completion"], tokenizer)

@@ -1,13 +1,18 @@
-"""Log-probs of sampled completions under a model, for the policy loss.
+"""Log-probs of sampled completions under a model, for the policy loss, and how a GRPO step lays
+its rows out for them (stage 4 of ``grpo.train_grpo``).
 
-Three layouts of one computation, the same numbers (tested against each other):
-``completion_logprobs`` runs each prompt + completion row as it is; ``shared_prefix_logprobs``
-runs each prompt once for all its completions; ``tree_logprobs`` also runs once each
-completion prefix that several samples share (the samples of a confident policy share long
-prefixes: qwq-nano's share about half their tokens at temperature 1). ``grpo.batch_logprobs``
-picks the layout for each micro-batch.
+Three layouts of one computation, the same numbers (tested against each other, within float
+round-off): ``completion_logprobs`` runs each prompt + completion row as it is;
+``shared_prefix_logprobs`` runs each prompt once for all its completions; ``tree_logprobs`` also
+runs once each completion prefix that several samples share (the samples of a confident policy
+share long prefixes: qwq-nano's share about half their tokens at temperature 1).
+
+A step's rows: ``micro_batches`` cuts them where padding is least (``length_split``), and
+``batch_logprobs`` picks the layout for each micro-batch (``tree_pays``).
 """
 from __future__ import annotations
+
+import math
 
 #: The prefix-tree layout's limits: at most this many nodes per prompt (its attention mask
 #: grows as the square), and only when it pads to at most this share of the rows' tokens.
@@ -192,3 +197,113 @@ def tree_attention_ok(model) -> bool:
     eager do; flash-attention kernels take no mask)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return getattr(getattr(base, "config", None), "_attn_implementation", None) in ("sdpa", "eager")
+
+
+# ----------------------------------------------------------------------------- a GRPO step's layouts
+
+def micro_batches(batch, advantages, cfg, tree: bool = True) -> list:
+    """The rows the policy loss runs on, in micro-batches that waste the least padding.
+
+    Rows with advantage 0 (a group whose completions all scored the same, or an unjudged
+    completion) give exactly zero policy gradient: without a KL term they need no forward pass.
+    They still count in the loss's denominators (``policy_update``), so the update is the same
+    as on the whole batch (tested), at a fraction of the cost.
+
+    With ``micro_batch_size`` the rows are sorted by length and cut into pieces of that size.
+    Otherwise into at most ``length_buckets`` pieces (``length_split``), either of rows sorted
+    by length, or, where the samples of a prompt share enough tokens that its prefix tree
+    (``tree_logprobs``) is the cheaper layout, of whole prompts sorted by tree size (``tree=False``:
+    rows only, for a model whose attention takes no tree mask, see ``tree_attention_ok``).
+    """
+    import torch
+
+    rows = (torch.nonzero(advantages != 0).squeeze(-1) if cfg.beta == 0
+            else torch.arange(len(advantages), device=advantages.device))
+    rows = rows[torch.argsort(batch.lengths[rows], stable=True)]  # similar lengths share a chunk
+    if cfg.micro_batch_size:
+        size = cfg.micro_batch_size
+        return [rows[i:i + size] for i in range(0, len(rows), size)]
+    if not rows.numel():
+        return []
+
+    def split(sizes, groups):
+        cuts = length_split(sizes, groups)
+        bounds = list(zip([0] + cuts, cuts + [len(sizes)]))
+        return bounds, sum((b - a) * sizes[b - 1] for a, b in bounds)
+
+    lengths = batch.lengths[rows].tolist()
+    row_bounds, row_cost = split(lengths, cfg.length_buckets)
+    if tree:
+        owners = torch.div(rows, cfg.num_generations, rounding_mode="floor")
+        _, inverse = torch.unique(owners, return_inverse=True)
+        _, _, depths, _ = prefix_tree(batch.completion_ids[rows], batch.completion_mask[rows], inverse)
+        nodes = (depths >= 0).sum(-1)
+        order = torch.argsort(nodes, stable=True)
+        tree_sizes = nodes[order].tolist()
+        tree_bounds, tree_cost = split(tree_sizes, cfg.length_buckets)
+        if tree_pays(max(tree_sizes), tree_cost, row_cost):
+            order = order.to(inverse.device)
+            return [rows[torch.isin(inverse, order[a:b])] for a, b in tree_bounds]
+    return [rows[a:b] for a, b in row_bounds if b > a]
+
+
+def length_split(lengths: list[int], groups: int) -> list[int]:
+    """Where to cut ascending ``lengths`` into at most ``groups`` runs so that padding each
+    run to its longest costs the fewest tokens (the sum over runs of rows x longest length).
+
+    Exact, by dynamic programming over the places where the length changes. Returns the
+    cut positions, ascending (no cuts: one run).
+
+    >>> length_split([10, 10, 11, 12, 40, 41, 96], 3)
+    [4, 6]
+    """
+    import torch
+
+    n = len(lengths)
+    if groups <= 1 or n < 2 or lengths[0] == lengths[-1]:
+        return []
+    # Candidate ends of a run: the last row of each distinct length.
+    ends = [i + 1 for i in range(n) if i == n - 1 or lengths[i + 1] != lengths[i]]
+    if len(ends) > 4096:  # a (very) large batch: equal row counts, close enough
+        size = math.ceil(n / groups)
+        return list(range(size, n, size))
+    pos = torch.tensor([0] + ends, dtype=torch.float64)            # run boundaries, 0 first
+    width = torch.tensor([lengths[e - 1] for e in ends], dtype=torch.float64)
+    # cost[j, i]: one run from boundary j to end i (rows pos[j]..ends[i]), padded to width[i].
+    cost = (pos[1:][None, :] - pos[:-1][:, None]) * width[None, :]
+    cost = cost.masked_fill(torch.ones_like(cost, dtype=torch.bool).tril(-1), float("inf"))
+    best = cost[0].clone()                                          # best[i]: rows up to ends[i], 1 run
+    choices, totals = [], [best[-1]]
+    for _ in range(groups - 1):
+        # best over the last run's start j (after boundary j, which ends a cheapest prefix)
+        prev = torch.cat([torch.zeros(1, dtype=best.dtype), best[:-1]])
+        total = prev[:, None] + cost
+        best, arg = total.min(dim=0)
+        choices.append(arg)
+        totals.append(best[-1])
+    k = min(range(len(totals)), key=lambda i: (float(totals[i]), i))  # fewest runs among the cheapest
+    cuts, i = [], len(ends) - 1
+    for arg in reversed(choices[:k]):
+        j = int(arg[i])  # the last run starts after boundary j (pos[j])
+        cuts.append(int(pos[j]))
+        i = j - 1
+    return sorted(c for c in cuts if 0 < c < n)
+
+
+def batch_logprobs(model, batch, rows, cfg):
+    """Per-token log-probs (and entropies) of the completions in ``rows``, each prompt run once."""
+    import torch
+
+    prompt_index = torch.div(rows, cfg.num_generations, rounding_mode="floor")
+    prompts_used, inverse = torch.unique(prompt_index, return_inverse=True)
+    pmask = batch.prompt_mask[prompts_used]
+    lead = int((pmask.sum(0) == 0).sum())  # left-padding columns no prompt of this chunk needs
+    width = int(batch.lengths[rows].max().clamp(min=1))
+    ids, mask = batch.completion_ids[rows, :width], batch.completion_mask[rows, :width]
+    args = (model, batch.prompt_ids[prompts_used, lead:], pmask[:, lead:], inverse, ids, mask, cfg.temperature)
+    if tree_attention_ok(model):
+        tree = prefix_tree(ids, mask, inverse)
+        nodes = (tree[2] >= 0).sum(-1)
+        if tree_pays(int(nodes.max()), len(nodes) * int(nodes.max()), len(rows) * width):
+            return tree_logprobs(*args, tree=tree)
+    return shared_prefix_logprobs(*args)

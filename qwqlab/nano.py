@@ -243,9 +243,9 @@ def measure(model="qwq-nano", num_problems: int = 1000, seed: int = 0, temperatu
 
     import torch
 
-    from qwqlab.chat import split_think
+    from qwqlab.chat import split_think, think_answer_tokens
+    from qwqlab.decoding import generate, step_seed
     from qwqlab.models import load_model
-    from qwqlab.decoding import generate
 
     torch.set_num_threads(2)
     if isinstance(model, (str, Path)):
@@ -259,13 +259,13 @@ def measure(model="qwq-nano", num_problems: int = 1000, seed: int = 0, temperatu
         chunk = problems[i:i + batch_size]
         prompts = [task.prompt(tokenizer, p) for p in chunk]
         for g in generate(model, tokenizer, prompts, 1, temperature=temperature, top_p=1.0, top_k=0,
-                          max_new_tokens=max_new_tokens, seed=seed * 100003 + i):
+                          max_new_tokens=max_new_tokens, seed=step_seed(seed, i)):
             p = chunk[g.prompt_index]
             parts = split_think(g.text)
             rows.append({"correct": task.grade(g.text, p), "style": reasoning_style(g.text, p),
                          "reflects": any(r.strip(", :") in parts.thinking for r in REFLECTION_WORDS),
                          "tokens": g.num_tokens, "truncated": g.finish_reason == "length",
-                         "thinking_tokens": len(tokenizer(parts.thinking, add_special_tokens=False)["input_ids"])})
+                         "thinking_tokens": int(think_answer_tokens([g.text], tokenizer)[0][0])})
     greedy = []
     for i in range(0, len(problems), batch_size):
         chunk = problems[i:i + batch_size]

@@ -23,7 +23,7 @@ import math
 import re
 from typing import Callable
 
-from qwqlab.chat import THINK_CLOSE, THINK_OPEN, extract_boxed
+from qwqlab.chat import THINK_CLOSE, THINK_OPEN, is_well_formed
 from qwqlab.grading import CallBudget, answers_match, grade  # noqa: F401 - answers_match re-exported: the one grader
 from qwqlab.reward_sum import (  # noqa: F401 - the one weighted sum of rewards, re-exported
     MAX_ABS_REWARD, combine, finite_reward, reward_name, reward_names, score_rewards, weighted_sum)
@@ -175,30 +175,14 @@ def make_accuracy_reward(task=None) -> RewardFunc:
     return accuracy_reward
 
 
-def _format_ok(text: str, opened_by_prompt: bool) -> bool:
-    n_open, n_close = text.count(THINK_OPEN), text.count(THINK_CLOSE)
-    if n_close != 1 or n_open > 1:
-        return False
-    head, _, answer = text.partition(THINK_CLOSE)
-    if n_open == 1:
-        if opened_by_prompt or head.strip()[:len(THINK_OPEN)] != THINK_OPEN:
-            return False  # a second opening tag, or text before the opening tag
-        head = head.strip()[len(THINK_OPEN):]
-    elif not opened_by_prompt:
-        return False
-    return bool(head.strip()) and extract_boxed(answer) is not None
-
-
 def make_format_reward() -> RewardFunc:
-    """1.0 for thinking, one ``</think>``, then an answer with ``\\boxed{}``; else 0.0.
-
-    QwQ's prompt already opens ``<think>``, so a completion must not open it again; a prompt
-    that did not open it needs the completion to start with ``<think>``. The thinking must
-    not be empty. (open-r1's ``format_reward``, adapted to QwQ's format.)
+    """1.0 for a well-formed completion, else 0.0: ``qwqlab.chat.is_well_formed``, the one rule
+    (non-empty thinking, one ``</think>``, then an answer with ``\\boxed{}``), which the training
+    log's ``format_rate`` counts too. (open-r1's ``format_reward``, adapted to QwQ's format.)
     """
     def format_reward(prompts, completions, **kwargs):
         prompts = prompts if prompts is not None else [None] * len(completions)
-        return [float(_format_ok(completion_text(c), _prompt_opens_think(p) if p is not None else True))
+        return [float(is_well_formed(completion_text(c), _prompt_opens_think(p) if p is not None else True))
                 for p, c in zip(_pad(prompts, len(completions)), completions)]
 
     return format_reward

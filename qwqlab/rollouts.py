@@ -20,8 +20,8 @@ import warnings
 from pathlib import Path
 
 from qwqlab.backends import DEFAULT_MAX_NEW_TOKENS, TextCompletion, is_oom, make_backend  # noqa: F401
-from qwqlab.chat import THINK_CLOSE, extract_boxed, split_think
-from qwqlab.decoding import Completion, row_key
+from qwqlab.chat import extract_boxed, split_think, think_answer_tokens
+from qwqlab.decoding import Completion, check_sampling, row_key
 from qwqlab.rollout_table import (COLUMNS, PROBLEM_FIELDS, RUN_SETTINGS, ResumeError, RolloutFileBusy,  # noqa: F401
                                   RolloutStore, check_resumable, to_frame)
 from qwqlab.tasks.base import Problem
@@ -107,34 +107,18 @@ def model_name_of(model) -> str:
     return str(name)
 
 
-def _count_tokens(tokenizer, text: str) -> int | None:
-    if tokenizer is None:
-        return None
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
-
-
 def _make_row(c: Completion | TextCompletion, problem: Problem, sample_index: int, prompt: str, tokenizer, task,
-              think_close_id: int | None, settings: dict) -> dict:
-    if isinstance(c, TextCompletion):  # a server's text: its ids are the text re-tokenized, where a tokenizer is given
+              settings: dict) -> dict:
+    if isinstance(c, TextCompletion):  # a server's text
         text = c.text
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"] if tokenizer is not None else None
     else:
-        text, ids = tokenizer.decode(c.token_ids, skip_special_tokens=False), c.token_ids
+        text = tokenizer.decode(c.token_ids, skip_special_tokens=False)
     parts = split_think(text)
-    if ids is None and parts.case in ("unclosed", "no_tags"):
-        think_tokens = _count_tokens(tokenizer, text) if parts.case == "unclosed" else 0
-        answer_tokens = 0 if parts.case == "unclosed" else _count_tokens(tokenizer, text)
-    elif ids is None:
-        think_tokens, answer_tokens = _count_tokens(tokenizer, parts.thinking), _count_tokens(tokenizer, parts.answer)
-    elif parts.case == "unclosed":
-        think_tokens, answer_tokens = len(ids), 0
-    elif parts.case == "no_tags":
-        think_tokens, answer_tokens = 0, len(ids)
-    elif think_close_id is not None and think_close_id in ids:
-        last = len(ids) - 1 - ids[::-1].index(think_close_id)
-        think_tokens, answer_tokens = last, len(ids) - last - 1
-    else:  # </think> is several tokens for this tokenizer: count the texts instead
-        think_tokens, answer_tokens = _count_tokens(tokenizer, parts.thinking), _count_tokens(tokenizer, parts.answer)
+    if tokenizer is None:  # a server's text and no tokenizer to count with
+        think_tokens = answer_tokens = None
+    else:  # the one counter: the tokens of the thinking and of the answer text
+        (think_tokens,), (answer_tokens,) = think_answer_tokens([text], tokenizer)
+        think_tokens, answer_tokens = int(think_tokens), int(answer_tokens)
     extracted = task.extract_answer(text) if task is not None else extract_boxed(parts.answer)
     # the server's own reasoning_content, verbatim, where it split the thinking off
     thinking = c.thinking if isinstance(c, TextCompletion) and c.thinking is not None else parts.thinking
@@ -202,8 +186,9 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
     Returns:
         A pandas DataFrame, one row per completion, in problem order then ``sample_index``,
         with the columns in ``COLUMNS``. ``completion_tokens`` counts every generated token
-        including the end-of-turn token; ``think_tokens`` those before the last ``</think>``,
-        ``answer_tokens`` those after it (neither counts the tag or the end-of-turn token).
+        including the end-of-turn token; ``think_tokens`` and ``answer_tokens`` are the tokens of
+        the ``thinking`` and ``answer_text`` columns (``qwqlab.chat.think_answer_tokens``, the one
+        counter; neither counts the tags or the end-of-turn token).
 
     >>> model, tok = load_model("qwq-nano")                                  # doctest: +SKIP
     >>> task = ArithmeticTask()                                              # doctest: +SKIP
@@ -218,10 +203,7 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
                          f"got {max_new_tokens!r}.")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-    if temperature is None or temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature!r}.")
-    if top_p is None or not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}.")
+    check_sampling(temperature, top_p, top_k)  # the decoder's one validation, for either backend
     problems = as_problems(problems) if problems is not None else []
     if not problems:
         raise ValueError("No problems to sample: the problem list is empty. Pass e.g. task.problems(20).")
@@ -272,8 +254,6 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
     done = {(str(r["problem_id"]), int(r["sample_index"])) for r in done_rows}
     units = [(i, s) for i, p in enumerate(problems) for s in range(num_generations) if (p.id, s) not in done]
 
-    think_close = (tokenizer.convert_tokens_to_ids(THINK_CLOSE)
-                   if tokenizer is not None and THINK_CLOSE in tokenizer.get_vocab() else None)
     total = len(problems) * num_generations
     bar = tqdm(total=total, initial=total - len(units), desc=desc or f"sampling {settings['model']}", unit="rollout",
                disable=not progress)
@@ -297,7 +277,7 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
                 warnings.warn(msg, RuntimeWarning, stacklevel=2)
                 bar.write(f"qwqlab: {msg}")
                 continue
-            rows = [_make_row(c, problems[i], s, prompts[i], tokenizer, task, think_close, settings)
+            rows = [_make_row(c, problems[i], s, prompts[i], tokenizer, task, settings)
                     for (i, s), c in zip(chunk, completions)]
             if store is not None:
                 store.append(rows)

@@ -194,13 +194,20 @@ def test_the_reported_entropy_is_the_policy_entropy(fake):
     torch.testing.assert_close(torch.tensor([g.entropy for g in gens]), expected, atol=1e-4, rtol=1e-4)
 
 
-def test_the_plain_step_runs_qwen2_and_gives_the_model_forwards_tokens(nano):
+def _completions(gens):
+    return [(g.token_ids, g.finish_reason) for g in gens]
+
+
+NANO_ARGS = dict(temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=40, seed=2)  # short: rows still end apart
+
+
+def test_the_fused_step_runs_qwen2_and_gives_the_model_forwards_tokens(nano):
     """qwq-nano decodes through ``_PlainStep`` (its own one-token forward, without transformers'
     per-module machinery); a model it does not know, here the same model with a forward hook,
-    goes through the model's forward. Same tokens either way, entropies within float32's tolerance; the
-    comparison with transformers' generate above covers the plain step too."""
+    goes through the model's forward. Same tokens either way; the comparison with
+    transformers' generate above covers the fused step too."""
     import copy
-    from qwqlab.decoding import _DECODE_ATTENTION, _buffered_cache, _DecodeAttention, _PlainStep
+    from qwqlab.fast_decoding import _DECODE_ATTENTION, _buffered_cache, _DecodeAttention, _PlainStep
     model, tok = nano
     with _DecodeAttention(model):
         assert model.config._attn_implementation == _DECODE_ATTENTION
@@ -211,12 +218,12 @@ def test_the_plain_step_runs_qwen2_and_gives_the_model_forwards_tokens(nano):
         assert _PlainStep.build(hooked, _buffered_cache()) is None
     task = ArithmeticTask(split="test")
     prompts = [task.prompt(tok, p) for p in task.problems(6)]
-    a = generate(model, tok, prompts, 4, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=48, seed=2)
-    b = generate(hooked, tok, prompts, 4, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=48, seed=2)
-    assert_same_generations(a, b)  # another layout: same tokens, entropies within fp32's tolerance
+    a = generate(model, tok, prompts, 4, **NANO_ARGS)
+    b = generate(hooked, tok, prompts, 4, **NANO_ARGS)
+    assert_same_generations(a, b)
     assert len({g.num_tokens for g in a}) > 1  # rows left the batch at different steps
     handle.remove()
-    model.train()  # dropout may act: the plain step is for inference only
+    model.train()  # dropout may act: the fused step is for inference only
     try:
         with _DecodeAttention(model):
             assert _PlainStep.build(model, _buffered_cache()) is None
@@ -229,7 +236,7 @@ def test_rows_that_share_a_prefix_are_one_state_and_give_the_same_tokens(nano, m
     a cache that cannot fork, each row is its own state from the start. Same completions."""
     from transformers import DynamicCache
 
-    import qwqlab.decoding as decoding
+    import qwqlab.fast_decoding as fast
     model, tok = nano
     task = ArithmeticTask(split="test")
     prompts = [task.prompt(tok, p) for p in task.problems(5)]
@@ -237,6 +244,89 @@ def test_rows_that_share_a_prefix_are_one_state_and_give_the_same_tokens(nano, m
     shared = generate(model, tok, prompts, 6, **args)
     texts = [[g.text for g in shared if g.prompt_index == i] for i in range(5)]
     assert any(len(set(t)) < len(t) for t in texts) and any(len(set(t)) > 1 for t in texts)  # shared and forked
-    monkeypatch.setattr(decoding, "_buffered_cache", DynamicCache)
+    monkeypatch.setattr(fast, "_buffered_cache", DynamicCache)
     apart = generate(model, tok, prompts, 6, **args)
-    assert_same_generations(shared, apart)  # other batch shapes: same tokens, entropies within tolerance
+    assert_same_generations(shared, apart)
+
+
+def test_the_plain_loop_gives_the_fast_paths_tokens(nano, monkeypatch):
+    """The speed-ups are one door: with ``FAST`` off, or with ``qwqlab.fast_decoding`` failing to
+    import, ``decode`` runs the plain ``RowBatch`` and gives the same completions."""
+    import sys
+
+    import qwqlab.decoding as decoding
+    model, tok = nano
+    task = ArithmeticTask(split="test")
+    prompts = [task.prompt(tok, p) for p in task.problems(4)]  # 4 x 3 samples: tiny, three decodes
+    fast = generate(model, tok, prompts, 3, **NANO_ARGS)
+    assert type(decoding.new_batch(model)).__name__ == "SharedBatch"
+    monkeypatch.setitem(sys.modules, "qwqlab.fast_decoding", None)  # import qwqlab.fast_decoding -> ImportError
+    with pytest.raises(ImportError):
+        import qwqlab.fast_decoding  # noqa: F401
+    assert type(decoding.new_batch(model)) is decoding.RowBatch
+    assert_same_generations(fast, generate(model, tok, prompts, 3, **NANO_ARGS))
+    monkeypatch.delitem(sys.modules, "qwqlab.fast_decoding")
+    monkeypatch.setattr(decoding, "FAST", False)
+    assert type(decoding.new_batch(model)) is decoding.RowBatch
+    assert_same_generations(fast, generate(model, tok, prompts, 3, **NANO_ARGS))
+
+
+def test_the_fused_step_checks_itself_and_falls_back_once(nano, monkeypatch):
+    """A model whose arithmetic changed under the same class names (here every Qwen2 MLP's output
+    scaled, which the fused step, reading the weights itself, does not see): the first step's
+    check finds the fused logits off, warns once, and decoding goes on through the model's own
+    forward, so the tokens are the changed model's (those of the plain loop)."""
+    import copy
+    import warnings
+
+    from transformers.models.qwen2 import modeling_qwen2 as q2
+
+    import qwqlab.decoding as decoding
+    import qwqlab.fast_decoding as fast
+    model, tok = nano
+    changed = copy.deepcopy(model)  # the check is remembered per model: a fresh one
+    forward = q2.Qwen2MLP.forward
+    monkeypatch.setattr(q2.Qwen2MLP, "forward", lambda self, x: 1.5 * forward(self, x))
+    task = ArithmeticTask(split="test")
+    prompts = [task.prompt(tok, p) for p in task.problems(3)]  # 3 x 3 samples: tiny, four decodes
+    with pytest.warns(RuntimeWarning, match="disagrees with Qwen2ForCausalLM's own forward"):
+        first = generate(changed, tok, prompts, 3, **NANO_ARGS)
+    assert fast._checked[changed] == {("torch.float32", "cpu"): False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once: the second call is silent
+        second = generate(changed, tok, prompts, 3, **NANO_ARGS)
+    monkeypatch.setattr(decoding, "FAST", False)
+    plain = generate(changed, tok, prompts, 3, **NANO_ARGS)
+    assert_same_generations(first, plain)
+    assert_same_generations(second, plain)
+    monkeypatch.setattr(decoding, "FAST", True)
+    monkeypatch.setattr(q2.Qwen2MLP, "forward", forward)
+    assert fast._checked[model] == {("torch.float32", "cpu"): True}  # the unchanged model passed its check
+    assert _completions(generate(model, tok, prompts, 3, **NANO_ARGS)) != _completions(first)
+
+
+@pytest.mark.parametrize("kwargs,named", [
+    (dict(temperature=float("nan")), "temperature"), (dict(temperature=-1.0), "temperature"),
+    (dict(temperature=float("inf")), "temperature"), (dict(top_p=0.0), "top_p"), (dict(top_p=-1.0), "top_p"),
+    (dict(top_p=1.5), "top_p"), (dict(top_p=float("nan")), "top_p"), (dict(top_k=-3), "top_k"),
+    (dict(top_k=2.5), "top_k"), (dict(top_k="40"), "top_k")])
+def test_generate_and_sample_refuse_hostile_sampling_settings(fake, kwargs, named):
+    """One validation (``decoding.check_sampling``), used by ``generate`` and ``sample`` alike."""
+    model, tok = fake
+    task = ArithmeticTask(split="train")
+    prompts = [task.prompt(tok, p) for p in task.problems(1)]
+    with pytest.raises(ValueError, match=named):
+        generate(model, tok, prompts, 1, max_new_tokens=2, **kwargs)
+    with pytest.raises(ValueError, match=named):
+        sample(model, tok, task.problems(1), task, num_generations=1, max_new_tokens=2, progress=False, **kwargs)
+
+
+def test_a_prompt_longer_than_the_context_is_refused(fake):
+    model, tok = fake
+    limit = model.config.max_position_embeddings
+    long_prompt = "1" * (limit + 5)
+    assert len(tok(long_prompt, add_special_tokens=False)["input_ids"]) > limit
+    with pytest.raises(ValueError, match="longer than the model's context"):
+        generate(model, tok, [long_prompt], 1, max_new_tokens=2)
+    with pytest.raises(ValueError, match="longer than the model's context"):
+        decode(model, tok, [long_prompt], [0], 2)

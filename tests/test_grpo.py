@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from qwqlab.grpo import (GRPOConfig, aggregate_loss, clipped_surrogate, compute_advantages,
-                         evaluate_policy, kl_estimate, token_weights, train_grpo)
+                         evaluate_policy, kl_estimate, step_seed, token_weights, train_grpo)
 from qwqlab.runs import CheckpointError, latest_checkpoint
 from qwqlab.tasks import ArithmeticTask
 
@@ -220,29 +220,37 @@ def test_train_grpo_learns_a_reward_the_fake_can_express(fake):
 def test_one_step_is_the_hand_written_full_batch_gradient(fake, tmp_path):
     """train_grpo's gradient (zero-advantage rows skipped, left padding, masks, micro-batches)
     equals that of the token-mean loss -A * logp over every completion, each one run through
-    the model alone and unpadded. The gradient is read back from AdamW's first moment in the
-    checkpoint (after one step, exp_avg = (1 - beta1) * grad)."""
+    the model alone and unpadded. train_grpo's gradient is read by a hook on each parameter
+    (after each micro-batch's backward, the gradient accumulated so far: the last is the step's)."""
     import copy
     from qwqlab.decoding import generate
     model, tok = fake
     task = ArithmeticTask(split="train")
     cfg = GRPOConfig(steps=1, learning_rate=0.01, max_grad_norm=None, num_prompts=3, num_generations=4,
-                     max_new_tokens=10, micro_batch_size=3, progress=False, checkpoint_dir=str(tmp_path))
+                     max_new_tokens=10, micro_batch_size=3, progress=False)
     first_prompt = task.prompt(tok, task.problems(1)[0])
 
     def reward(prompts, completions, **kwargs):  # the first group has no spread, the others some
         return [1.0 if p == first_prompt else float(len(c) % 2) for p, c in zip(prompts, completions)]
 
     trained = copy.deepcopy(model)
+    params = list(trained.parameters())
+    grads = [torch.zeros_like(p) for p in params]  # a parameter no trained row reaches keeps a zero gradient
+
+    def keep(i):
+        def hook(p):
+            grads[i] = p.grad.detach().clone()
+        return hook
+    handles = [p.register_post_accumulate_grad_hook(keep(i)) for i, p in enumerate(params)]
     df = train_grpo(trained, tok, task, reward, cfg)
+    for h in handles:
+        h.remove()
     assert 0 < df["trained_share"].iloc[0] < 1  # the skip path was taken
-    state = torch.load(latest_checkpoint(tmp_path) / "state.pt", weights_only=True)["optimizer"]["state"]
-    grads = [state[i]["exp_avg"] / 0.1 for i in range(len(state))]
 
     by_hand = copy.deepcopy(model)
     prompts = [task.prompt(tok, p) for p in task.problems(cfg.steps * cfg.num_prompts)[:cfg.num_prompts]]
     gens, (seqs, plen) = generate(by_hand, tok, prompts, cfg.num_generations, temperature=1.0, top_p=1.0, top_k=0,
-                                  max_new_tokens=cfg.max_new_tokens, seed=0, return_tensors=True)
+                                  max_new_tokens=cfg.max_new_tokens, seed=step_seed(cfg.seed, 0), return_tensors=True)
     adv = compute_advantages(reward([prompts[g.prompt_index] for g in gens], [g.text for g in gens]),
                              cfg.num_generations)
     total_tokens = sum(g.num_tokens for g in gens)
@@ -366,7 +374,7 @@ def test_callback_can_stop_and_max_seconds_bounds_the_run(fake):
 def test_length_split_is_the_cheapest_split():
     import itertools
     import random
-    from qwqlab.grpo import length_split
+    from qwqlab.logprobs import length_split
 
     def padded(lengths, cuts):
         bounds = [0] + cuts + [len(lengths)]
@@ -385,7 +393,7 @@ def test_length_split_is_the_cheapest_split():
 
 def test_micro_batches_pick_the_prefix_tree_when_samples_share():
     from types import SimpleNamespace
-    from qwqlab.grpo import micro_batches
+    from qwqlab.logprobs import micro_batches
     cfg = GRPOConfig(num_generations=4, length_buckets=2)
     advantages = torch.ones(8)
     same = torch.arange(1, 41).repeat(8, 1)  # every sample of a prompt the same 40 tokens

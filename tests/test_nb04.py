@@ -46,6 +46,8 @@ def test_nb04_is_committed_without_outputs_and_has_a_parameters_cell():
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     # the GRPO step written out by hand, with the package's pieces, before train_grpo is used
     assert "grpo.clipped_surrogate(" in code and "grpo.kl_estimate(" in code and "loss.backward()" in code
+    # issue 22: the step's seed from the one function, train_grpo's gradient read by hooks, not from a checkpoint
+    assert "grpo.step_seed(" in code and "register_post_accumulate_grad_hook" in code and "exp_avg" not in code
 
 
 @pytest.mark.slow

@@ -158,3 +158,26 @@ def test_one_decoding_loop_and_one_math_verify_call_site():
     assert holding(r"for \w+ in range\(max_new_tokens\)") == ["decoding.py"]
     assert holding(r"^\s*(import math_verify|from math_verify)") == ["grading.py"]
     assert holding(r"(?<!llm)\.generate\(") == []  # the vLLM backend's self.llm.generate is the one other engine
+
+
+def test_one_step_seed_function():
+    """The decoding seed of a training step (or evaluation chunk) has one formula,
+    ``keys.step_seed`` (read on as ``decoding.step_seed`` and ``grpo.step_seed``): no module or
+    notebook multiplies a seed by a large constant itself."""
+    from qwqlab.decoding import step_seed
+
+    formula = re.compile(r"seed\s*\*\s*[0-9_]{5,}")
+    places = [p for p in [*PACKAGE.rglob("*.py"), *(ROOT / "notebooks").glob("*.ipynb")]
+              if formula.search(p.read_text())]
+    assert [str(p.relative_to(ROOT)) for p in places] == ["qwqlab/keys.py"]
+    assert len(formula.findall((PACKAGE / "keys.py").read_text())) == 1
+    assert step_seed(3, 5) != step_seed(5, 3) and step_seed(0, 7) == 7
+
+
+def test_the_decoder_a_student_reads_is_plain():
+    """decoding.py is the plain loop: nothing in it reaches into transformers' internals (the
+    speed-ups live behind one door, qwqlab/fast_decoding.py), and it stays short."""
+    text = (PACKAGE / "decoding.py").read_text()
+    for internal in ("_attn_implementation", "AttentionInterface", "DynamicLayer", "modeling_qwen2"):
+        assert internal not in text, internal
+    assert len(text.splitlines()) <= 350

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from qwqlab import models
-from qwqlab.models import (NANO, Hardware, ModelChoice, ModelLoadError, detect_hardware, estimate_memory,
-                           load_model_or_fallback, pick_model)
+from qwqlab.models import NANO, ModelLoadError, estimate_memory
+from qwqlab.picking import Hardware, ModelChoice, detect_hardware, load_model_or_fallback, pick_model
 
 QWQ = "Qwen/QwQ-32B"
 DISTILL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-{}"

@@ -103,7 +103,7 @@ def test_a_server_s_rows_without_a_tokenizer_keep_missing_counts_missing(task):
     problem = task.problems(1)[0]
     done = TextCompletion(f"...\n</think>\n\nThe answer is \\boxed{{{problem.answer}}}.", 17, "stop", "...")
     cut = TextCompletion("1+2=", None, "length", "1+2=")
-    rows = [_make_row(c, problem, i, "[]", None, task, None, {"backend": "openai"}) for i, c in enumerate([done, cut])]
+    rows = [_make_row(c, problem, i, "[]", None, task, {"backend": "openai"}) for i, c in enumerate([done, cut])]
     df = to_frame(rows)
     assert str(df["think_tokens"].dtype) == "Int64" and df["think_tokens"].isna().all()
     assert df["completion_tokens"].tolist()[0] == 17 and pd.isna(df["completion_tokens"].tolist()[1])

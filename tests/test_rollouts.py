@@ -80,16 +80,16 @@ def test_table_has_glossary_columns_and_consistent_counts(table, problems):
     assert (table["is_truncated"] == (table["finish_reason"] == "length")).all()
     assert (table["completion_tokens"] <= 24).all()
     assert (table.loc[table.is_truncated, "completion_tokens"] == 24).all()
+    tok = fake_tokenizer()
     for row in table.itertuples():
         parts = split_think(row.completion)
         assert (row.thinking, row.answer_text) == (parts.thinking, parts.answer)
-        # tokens before the last </think> + after it + that tag + the end-of-turn token = all generated
-        if parts.case in ("closed", "multiple"):
-            assert row.think_tokens + row.answer_tokens + 1 + (not row.is_truncated) == row.completion_tokens
-        else:
-            assert row.think_tokens + row.answer_tokens + (not row.is_truncated) == row.completion_tokens
+        # the one counter: the tokens of the thinking and answer texts, never more than were generated
+        assert row.think_tokens == len(tok(row.thinking, add_special_tokens=False)["input_ids"])
+        assert row.answer_tokens == len(tok(row.answer_text, add_special_tokens=False)["input_ids"])
+        assert row.think_tokens + row.answer_tokens + (parts.case != "unclosed") <= row.completion_tokens
         assert row.correct in (0.0, 1.0)
-        assert row.prompt == build_prompt(fake_tokenizer(), row.question)
+        assert row.prompt == build_prompt(tok, row.question)
     settings = table[["temperature", "top_p", "top_k", "max_new_tokens", "seed", "num_generations"]].drop_duplicates()
     assert settings.values.tolist() == [[0.6, 0.95, 40, 24, 0, 3]]
     assert set(table["model"]) == {"fake-bigram"} and set(table["task"]) == {"arithmetic"}
@@ -525,7 +525,12 @@ def test_qwq_nano_rollouts_have_the_expected_shape(nano1, task):
     assert (df["completion"].str.contains("</think>")).mean() > 0.5
     assert df["extracted_answer"].notna().mean() > 0.5
     closed = df[df.completion.str.count("</think>") == 1]
-    assert (closed.think_tokens + closed.answer_tokens + 1 + (~closed.is_truncated) == closed.completion_tokens).all()
+    # the one counter (chat.think_answer_tokens): the tokens of the thinking and of the answer text
+    # (the tags, and the whitespace around them, count in neither)
+    from qwqlab.chat import think_answer_tokens
+    think, answer = think_answer_tokens(closed.completion, tok)
+    assert (closed.think_tokens == think).all() and (closed.answer_tokens == answer).all()
+    assert (closed.think_tokens + closed.answer_tokens + 1 + (~closed.is_truncated) <= closed.completion_tokens).all()
     again = sample(model, tok, probs, task, num_generations=4, max_new_tokens=96, batch_size=7, progress=False)
     pd.testing.assert_frame_equal(df, again)   # deterministic on CPU, whatever the batch size
     own = model.generation_config.max_new_tokens
