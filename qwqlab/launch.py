@@ -21,11 +21,13 @@ import os
 import time
 from pathlib import Path
 
-#: The per-step log's columns, as ``train_grpo`` writes them (``reward/<name>`` per reward comes after).
+#: The per-step log's columns, as ``train_grpo`` writes them (per reward, ``PER_REWARD`` columns come after).
 LOG_COLUMNS = ("step", "reward_mean", "reward_std", "accuracy", "format_rate", "completion_tokens_mean",
                "think_tokens_mean", "truncation_rate", "kl", "clip_fraction", "zero_spread_share", "entropy",
                "trained_share", "loss", "grad_norm", "unjudged_share", "learning_rate", "generation_seconds",
                "seconds", "elapsed_seconds", "skipped_updates")
+#: Prefixes of the columns written once per reward: its mean, and how many of its values could not be judged.
+PER_REWARD = ("reward/", "unjudged/")
 
 #: train_grpo's column <- TRL's logged key. The rest TRL does not report: NaN in the log.
 TRL_LOG_KEYS = {"reward_mean": "reward", "reward_std": "reward_std", "completion_tokens_mean": "completions/mean_length",

@@ -87,7 +87,7 @@ out: OUT
 
 @pytest.mark.slow  # about 10 s: qwq-nano, 2 steps of qwqlab's loop
 def test_train_engine_qwqlab_writes_train_grpo_log(tmp_path):
-    from qwqlab.launch import LOG_COLUMNS
+    from qwqlab.launch import LOG_COLUMNS, PER_REWARD
 
     cfg = _write(tmp_path, TINY.replace("OUT", str(tmp_path / "run")))
     proc = subprocess.run([sys.executable, "-m", "qwqlab", "train", str(cfg)], capture_output=True, text=True,
@@ -96,7 +96,9 @@ def test_train_engine_qwqlab_writes_train_grpo_log(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run/log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     # The TRL engine's rows (LOG_COLUMNS) are the lab loop's columns: one reader for both.
-    assert [k for k in rows[0] if not k.startswith("reward/")] == list(LOG_COLUMNS)
+    assert [k for k in rows[0] if not k.startswith(PER_REWARD)] == list(LOG_COLUMNS)
+    per_reward = sorted(k.split("/", 1)[1] for k in rows[0] if k.startswith("reward/"))
+    assert len(per_reward) == 2 and all(f"unjudged/{name}" in rows[0] for name in per_reward)  # mean, unjudged count
 
 
 @pytest.mark.slow  # about 30 s on 2 CPU cores: two processes each load TRL and qwq-nano
