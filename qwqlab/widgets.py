@@ -97,11 +97,13 @@ def memory_explorer(names=None, bits=(16, 8, 4), context_tokens: int = 32768):
     slider = w.IntSlider(value=context_tokens, min=1024, max=131072, step=1024, description="context",
                          continuous_update=False, layout=w.Layout(width="60%"))
     table_out = w.Output()
-    fig = go.FigureWidget(plot_memory(memory_table(names, bits, context_tokens))[1])
+    import matplotlib.pyplot as plt
+
+    first_static, first = plot_memory(memory_table(names, bits, context_tokens))
+    plt.close(first_static)  # left open, a notebook's inline backend would draw it under the cell
+    fig = go.FigureWidget(first)
 
     def update(_=None):
-        import matplotlib.pyplot as plt
-
         table = memory_table(names, bits, slider.value)
         mfig, pfig = plot_memory(table)
         plt.close(mfig)
