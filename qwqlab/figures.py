@@ -18,6 +18,7 @@ from qwqlab.paths import REPO_ROOT
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 FIGURES_ENV = "QWQLAB_FIGURES"
+SLIDE_DPI = 200
 
 
 def figure_dir() -> Path:
@@ -43,7 +44,7 @@ def data_hash(data) -> str:
 
 
 def save_figure(name: str, static=None, interactive=None, data=None, out: str | Path | None = None) -> dict:
-    """Write a figure as PNG (matplotlib ``static``) and HTML (plotly ``interactive``).
+    """Write a figure as PNG at 200 dpi and SVG (matplotlib ``static``) and HTML (plotly ``interactive``).
 
     The HTML shares one ``plotly.min.js`` beside it, so it draws offline. Returns the
     manifest entry (also appended to ``manifest.jsonl`` in the folder).
@@ -52,8 +53,10 @@ def save_figure(name: str, static=None, interactive=None, data=None, out: str | 
     out.mkdir(parents=True, exist_ok=True)
     files = []
     if static is not None:
-        static.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-        files.append(f"{name}.png")
+        # Slide quality: 200 dpi, and an SVG that scales to any projector (no date: same bytes each run).
+        static.savefig(out / f"{name}.png", dpi=SLIDE_DPI, bbox_inches="tight", metadata={"Software": None})
+        static.savefig(out / f"{name}.svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
+        files += [f"{name}.png", f"{name}.svg"]
     if interactive is not None:
         interactive.write_html(out / f"{name}.html", include_plotlyjs="directory", full_html=True,
                                div_id=f"qwqlab-{name}")

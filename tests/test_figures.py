@@ -33,7 +33,7 @@ def test_save_figure_writes_png_html_and_manifest(tmp_path):
     entry = figures.save_figure("line", static=fig, interactive=go.Figure(go.Scatter(y=[3, 4])),
                                 data={"y": [3, 4]}, out=tmp_path)
     plt.close(fig)
-    assert entry["files"] == ["line.png", "line.html"]
+    assert entry["files"] == ["line.png", "line.svg", "line.html"]
     assert (tmp_path / "line.png").stat().st_size > 0
     assert (tmp_path / "plotly.min.js").exists()  # the HTML draws offline
     lines = (tmp_path / "manifest.jsonl").read_text().splitlines()

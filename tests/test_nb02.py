@@ -99,7 +99,7 @@ def test_notebook_02_runs_and_writes_its_figures(tmp_path):
     assert {"answer_spread", "pass_at_k_by_temperature", "maj_at_k_by_temperature",
             "truncation_vs_max_new_tokens"} <= names
     for e in entries:
-        assert set(e["files"]) == {f"{e['name']}.png", f"{e['name']}.html"}
+        assert set(e["files"]) == {f"{e['name']}.png", f"{e['name']}.svg", f"{e['name']}.html"}
         for f in e["files"]:
             assert (tmp_path / "figs" / f).stat().st_size > 1000, f
         assert len(e["data_sha256"]) == 64

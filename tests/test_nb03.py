@@ -132,7 +132,7 @@ def test_notebook_03_runs_and_writes_its_figures(tmp_path):
     entries = [json.loads(line) for line in (tmp_path / "figs" / "manifest.jsonl").read_text().splitlines()]
     assert {e["name"] for e in entries} == FIGURES
     for e in entries:
-        assert set(e["files"]) == {f"{e['name']}.png", f"{e['name']}.html"}
+        assert set(e["files"]) == {f"{e['name']}.png", f"{e['name']}.svg", f"{e['name']}.html"}
         for f in e["files"]:
             assert (tmp_path / "figs" / f).stat().st_size > 1000, f
         assert len(e["data_sha256"]) == 64

@@ -4,35 +4,29 @@ Every ``plot_*`` returns ``(matplotlib_figure, plotly_figure)``; see ``qwqlab.pl
 """
 from __future__ import annotations
 
-__all__ = ["plot_benchmark_bars", "plot_size_efficiency", "plot_misattributions"]
+__all__ = ["FAMILIES", "benchmark_family", "plot_benchmark_bars", "plot_size_efficiency", "plot_misattributions"]
 
 import math
-import textwrap
 
-from qwqlab.plots.style import HIGHLIGHT_COLOR, OWN_COLOR, OWN_SHADES, _model_colors
+from qwqlab.plots.style import HIGHLIGHT_COLOR, OWN_COLOR, place_labels
 
 
-def plot_benchmark_bars(table, benchmarks=None, models=None, metric="pass@1", highlight: str | None = "QwQ-32B",
-                        title: str | None = None):
-    """Grouped bars in the style of the QwQ-32B announcement: one group per benchmark, a bar per model.
+#: Benchmarks that are one family (one panel): the first matching prefix names the family.
+FAMILIES = ("AIME", "GPQA", "MATH", "LiveCodeBench", "LiveBench", "IFEval", "BFCL")
+PEER_COLOR = "#8fa3bf"
 
-    ``table`` is ``qwqlab.results.load_published()`` (optionally with ``add_results`` rows,
-    drawn hatched orange as "own", with their ``ci_low`` / ``ci_high`` as error bars).
-    ``metric`` is one metric or several; with several, each benchmark's label says which
-    metric its bars are. The ``highlight`` model is drawn in purple and every bar carries its
-    score. A model with no published figure for a benchmark gets no bar: the gap is the honest
-    answer (see published_results.md: "leave a cell empty rather than guess"). A disputed
-    figure (``status == "disputed"``) is a cross-hatched bar up to the lowest source's number,
-    a bracket up to the highest, labelled with every source's number.
-    """
-    import matplotlib.pyplot as plt
-    import numpy as np
+
+def benchmark_family(benchmark: str) -> str:
+    """The panel a benchmark is drawn in: ``AIME24``, ``AIME25`` and ``AIME`` are all ``AIME``."""
+    return next((f for f in FAMILIES if benchmark.startswith(f)), benchmark)
+
+
+def _benchmark_cells(table, benchmarks, models, metrics):
+    """One cell per (model, benchmark): score, label as published, disputed top, own interval."""
     import pandas as pd
-    import plotly.graph_objects as go
 
-    from qwqlab.results import BENCHMARKS, disputed_text, metrics_of
+    from qwqlab.results import BENCHMARKS, disputed_text
 
-    metrics = metrics_of(metric)
     t = table[table["metric"].isin(metrics)]
     models = list(models) if models is not None else list(dict.fromkeys(t["model"]))
     if benchmarks is None:
@@ -41,82 +35,141 @@ def plot_benchmark_bars(table, benchmarks=None, models=None, metric="pass@1", hi
     benchmarks = list(benchmarks)
     t = t[t["model"].isin(models) & t["benchmark"].isin(benchmarks)]
     if "score_text" not in t.columns:
-        t = t.assign(score_text=t["score"].map(lambda v: f"{v:g}"))
+        t = t.assign(score_text=t["score"].map(lambda v: f"{v:.1f}"))
     status = t["status"] if "status" in t.columns else pd.Series("published", index=t.index)
-    # One bar per (model, benchmark): its height, label (as published: "50.0", not "50"),
-    # the top of a disputed range and an own run's interval.
-    bar = {}
+    cells = []
     for (m, b), rows in t.groupby(["model", "benchmark"], sort=False):
-        disputed = (status[rows.index] == "disputed").any()
-        low = rows["score"].min()
+        disputed = bool((status[rows.index] == "disputed").any())
         ci = (rows[["ci_low", "ci_high"]].iloc[0].tolist() if {"ci_low", "ci_high"} <= set(rows.columns)
               and rows[["ci_low", "ci_high"]].notna().all(axis=None) else None)
-        bar[(m, b)] = {"y": low, "top": rows["score"].max() if disputed else None, "ci": ci,
-                       "text": (" / ".join(rows["score_text"]) + " (disputed)") if disputed
-                       else rows["score_text"].iloc[0],
-                       "hover": disputed_text(rows) if disputed else rows["score_text"].iloc[0]}
-    own = set(t.loc[status == "own", "model"])
-    own_models = [m for m in models if m in own]
-    colors = {**_model_colors(models, highlight),
-              **{m: OWN_SHADES[k % len(OWN_SHADES)] for k, m in enumerate(own_models)}}
-    title = title or f"Published {', '.join(metrics)} scores (%)"
-    if len(metrics) > 1:
-        shown = {b: " / ".join(dict.fromkeys(t.loc[t["benchmark"] == b, "metric"])) for b in benchmarks}
-        ticks = [f"{b}\n({shown[b]})" if shown[b] else b for b in benchmarks]
-    else:
-        ticks = list(benchmarks)
-    ticks = ["\n".join(textwrap.fill(part, 16) for part in tick.split("\n")) for tick in ticks]
-    ylabel = f"{metrics[0]} (%)" if len(metrics) == 1 else "score (%)"
+        own = bool((status[rows.index] == "own").any())
+        text = (" / ".join(rows["score_text"]) + " (disputed)") if disputed else rows["score_text"].iloc[0]
+        if own or text != text:  # the lab's numbers: one decimal, as the published ones
+            text = f"{rows['score'].iloc[0]:.1f}"
+        if ci is not None:
+            text += f"  [{ci[0]:.0f}, {ci[1]:.0f}]"
+        cells.append({"model": m, "benchmark": b, "metric": rows["metric"].iloc[0], "y": rows["score"].min(),
+                      "top": rows["score"].max() if disputed else None, "ci": ci, "text": text,
+                      "own": own,
+                      "hover": disputed_text(rows) if disputed else rows["score_text"].iloc[0]})
+    order = {b: i for i, b in enumerate(benchmarks)}
+    cells.sort(key=lambda c: (order[c["benchmark"]], -c["y"]))
+    return cells, benchmarks
 
-    width = 0.8 / max(1, len(models))
-    fig, ax = plt.subplots(figsize=(min(16.0, max(7.0, 0.3 * len(benchmarks) * max(1, len(models)) + 2)), 4.6))
-    x = np.arange(len(benchmarks))
-    for i, m in enumerate(models):
-        cells = [(x[j] + (i - (len(models) - 1) / 2) * width, bar[(m, b)]) for j, b in enumerate(benchmarks)
-                 if (m, b) in bar]
-        if not cells:
-            continue
-        xs, cs = [c[0] for c in cells], [c[1] for c in cells]
-        bars = ax.bar(xs, [c["y"] for c in cs], width=width * 0.95, color=colors[m], label=m,
-                      hatch=["//" if m in own else "xx" if c["top"] is not None else None for c in cs],
-                      edgecolor="white" if m not in own else "black", linewidth=0.5)
-        for xi, c in zip(xs, cs):
-            if c["top"] is not None:  # the disputed range: from the lowest source's number to the highest
-                ax.plot([xi - width * 0.4, xi + width * 0.4, xi + width * 0.4, xi - width * 0.4],
-                        [c["y"], c["y"], c["top"], c["top"]], color="black", lw=0.8, ls="--")
-            if c["ci"] is not None:
-                ax.errorbar([xi], [c["y"]], yerr=[[c["y"] - c["ci"][0]], [c["ci"][1] - c["y"]]], fmt="none",
-                            ecolor="black", elinewidth=0.8, capsize=2)
-        ax.bar_label(bars, labels=[c["text"] for c in cs], fontsize=6.5, padding=1,
-                     fontweight="bold" if m == highlight else "normal", rotation=90 if len(models) > 4 else 0)
-    ax.set_xticks(x, ticks, fontsize=7 if len(metrics) > 1 else None)
-    ax.set_ylim(0, 112)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(fontsize=7, ncol=min(4, max(1, len(models))), loc="upper center", bbox_to_anchor=(0.5, -0.14),
-              frameon=False)
 
-    pfig = go.Figure()
-    for m in models:
-        bs = [b for b in benchmarks if (m, b) in bar]
-        if not bs:
-            continue
-        cs = [bar[(m, b)] for b in bs]
-        has_err = any(c["top"] is not None or c["ci"] is not None for c in cs)
-        upper = [(c["top"] - c["y"]) if c["top"] is not None else (c["ci"][1] - c["y"]) if c["ci"] else 0
-                 for c in cs]
-        lower = [(c["y"] - c["ci"][0]) if c["ci"] else 0 for c in cs]
-        shapes = ["/" if m in own else "x" if c["top"] is not None else "" for c in cs]
-        pfig.add_bar(x=[ticks[benchmarks.index(b)].replace("\n", "<br>") for b in bs], y=[c["y"] for c in cs], name=m,
-                     marker_color=colors[m], text=[c["text"] for c in cs], textposition="outside",
-                     customdata=[c["hover"] for c in cs],
-                     marker_pattern_shape=shapes[0] if len(set(shapes)) == 1 else shapes,
-                     error_y={"type": "data", "array": upper, "arrayminus": lower, "visible": True} if has_err else None,
-                     hovertemplate=f"{m}<br>%{{x}}: %{{customdata}}<extra></extra>")
-    pfig.update_layout(barmode="group", title=title, yaxis_title=ylabel, yaxis_range=[0, 105],
-                       xaxis={"categoryorder": "array", "categoryarray": [k.replace("\n", "<br>") for k in ticks]},
-                       legend={"orientation": "h", "y": -0.15}, template="plotly_white")
+def plot_benchmark_bars(table, benchmarks=None, models=None, metric="pass@1", highlight: str | None = "QwQ-32B",
+                        title: str | None = None, ncols: int = 2):
+    """Published scores as small panels, one per benchmark family, a bar per model: readable from across a room.
+
+    ``table`` is ``qwqlab.results.load_published()`` (optionally with ``add_results`` rows).
+    Each panel (AIME, GPQA, MATH, ...) has one horizontal bar per (model, benchmark) with a
+    figure, the model named on the left and the score at the bar's end, followed by which
+    benchmark of the family it is (``AIME24``) and its metric when it is not pass@1. The
+    ``highlight`` model is purple, the others one quiet colour. The lab's own measurements
+    (``status == "own"``) get panels of their own, in orange, below a line, with their
+    ``ci_low`` / ``ci_high`` interval as an error bar. A model with no figure for a benchmark
+    gets no bar: the gap is the honest answer. A disputed figure is a hatched bar up to the
+    lowest source's number and a dashed bracket up to the highest, labelled with every number.
+    """
+    import matplotlib.pyplot as plt
+    from plotly.subplots import make_subplots
+
+    from qwqlab.results import metrics_of
+
+    metrics = metrics_of(metric)
+    cells, benchmarks = _benchmark_cells(table, benchmarks, models, metrics)
+    panels: dict[tuple[bool, str], list] = {}
+    for c in cells:
+        panels.setdefault((c["own"], benchmark_family(c["benchmark"]) if not c["own"] else c["benchmark"]),
+                          []).append(c)
+    published = [k for k in panels if not k[0]]
+    own = [k for k in panels if k[0]]
+    metric_note = metrics[0] if len(metrics) == 1 else "pass@1 unless a bar says otherwise"
+    title = title or f"Reasoning benchmarks: published scores (%, {metric_note}), one panel per family"
+    if not panels:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no published figure for this choice", ha="center", va="center")
+        pfig = make_subplots(rows=1, cols=1)
+        pfig.update_layout(title=title, xaxis_title="score (%)", yaxis_title="model")
+        return fig, pfig
+
+    # Rows of panels: published families first, then the lab's own, never mixed in one row.
+    grid = [published[i:i + ncols] for i in range(0, len(published), ncols)]
+    grid += [own[i:i + ncols] for i in range(0, len(own), ncols)]
+    heights = [max(len(panels[k]) for k in row) + 1.6 for row in grid]
+    fig = plt.figure(figsize=(7.2 * ncols, 0.36 * sum(heights) + 1.0), layout="constrained")
+    spec = fig.add_gridspec(len(grid), ncols, height_ratios=heights)
+    pfig = make_subplots(rows=len(grid), cols=ncols, row_heights=[h / sum(heights) for h in heights],
+                         vertical_spacing=0.35 / len(grid), horizontal_spacing=0.28,
+                         subplot_titles=[("this lab: " if k[0] else "") + k[1] for row in grid for k in row])
+    renderer = fig.canvas.get_renderer()
+    for r, row in enumerate(grid):
+        for col, key in enumerate(row):
+            ax = fig.add_subplot(spec[r, col])
+            rows = panels[key]
+            ys = list(range(len(rows)))[::-1]
+            several = len({c["benchmark"] for c in rows}) > 1 or key[0]
+            shared = {c["metric"] for c in rows}
+            shared_metric = shared.pop() if len(shared) == 1 else None  # then said once, in the panel's title
+            colors = [OWN_COLOR if c["own"] else HIGHLIGHT_COLOR if c["model"] == highlight else PEER_COLOR
+                      for c in rows]
+            ax.barh(ys, [c["y"] for c in rows], color=colors, height=0.72,
+                    hatch=["xx" if c["top"] is not None else None for c in rows], edgecolor="white")
+            ax.set_xlim(0, 135)  # room right of 100 for the labels; the axis itself stops at 100
+            ax.spines["bottom"].set_bounds(0, 100)
+            ax.set_xticks([0, 20, 40, 60, 80, 100])
+            ax.set_ylim(-0.6, len(rows) - 0.4)
+            ax.set_yticks(ys, [c["model"] for c in rows], fontsize=11)
+            for tick, c in zip(ax.get_yticklabels(), rows):
+                if c["model"] == highlight:
+                    tick.set_fontweight("bold")
+            ax.tick_params(axis="x", labelsize=10)
+            ax.set_xlabel("score (%)", fontsize=10)
+            name = ("This lab: " + key[1].replace(" (this lab)", "")) if key[0] else key[1]
+            if shared_metric not in (None, "pass@1"):
+                name += f" ({shared_metric})"
+            ax.set_title(name, fontsize=13,
+                         fontweight="bold", loc="left")
+            ax.spines[["top", "right"]].set_visible(False)
+            ax.grid(axis="x", color="#e5e5e5", lw=0.8)
+            ax.set_axisbelow(True)
+            for y, c in zip(ys, rows):
+                end = c["y"]
+                if c["top"] is not None:
+                    ax.plot([c["y"], c["top"], c["top"]], [y - 0.3, y - 0.3, y + 0.3], color="black", lw=1, ls="--")
+                    end = c["top"]
+                if c["ci"] is not None:
+                    ax.errorbar([c["y"]], [y], xerr=[[c["y"] - c["ci"][0]], [c["ci"][1] - c["y"]]], fmt="none",
+                                ecolor="black", elinewidth=1, capsize=3)
+                    end = max(end, c["ci"][1])
+                b = c["benchmark"]  # "LiveCodeBench 2408-2502" is told apart by its dates alone
+                tag = [b if len(b) <= 14 else b[len(benchmark_family(b)):].strip()] if several and not c["own"] else []
+                tag += [c["metric"]] if c["metric"] not in ("pass@1", shared_metric) else []
+                label = c["text"] + (f"  {' · '.join(tag)}" if tag else "")
+                t = ax.text(end + 1.0, y, label, va="center", ha="left", fontsize=11,
+                            fontweight="bold" if c["model"] == highlight else "normal")
+                # No room right of the bar: write it inside, right-aligned, in white.
+                if t.get_window_extent(renderer).x1 > ax.get_window_extent(renderer).x1:
+                    t.set_position((c["y"] - 1.0, y))
+                    t.set_ha("right")
+                    t.set_color("white")
+            hover = [f"{c['model']}<br>{c['benchmark']} ({c['metric']}): {c['hover']}" for c in rows]
+            upper = [(c["top"] - c["y"]) if c["top"] is not None else (c["ci"][1] - c["y"]) if c["ci"] else 0
+                     for c in rows]
+            lower = [(c["y"] - c["ci"][0]) if c["ci"] else 0 for c in rows]
+            pfig.add_bar(x=[c["y"] for c in rows], y=[f"{c['model']} · {c['benchmark']}" if several else c["model"]
+                                                   for c in rows],
+                         orientation="h", marker_color=colors, text=[c["text"] for c in rows],
+                         textposition="outside", hovertext=hover, hoverinfo="text", showlegend=False,
+                         name=key[1], marker_pattern_shape=["x" if c["top"] is not None else "" for c in rows],
+                         error_x={"type": "data", "array": upper, "arrayminus": lower, "visible": True},
+                         row=r + 1, col=col + 1)
+            pfig.update_xaxes(title_text="score (%)", range=[0, 115], row=r + 1, col=col + 1)
+            pfig.update_yaxes(autorange="reversed", row=r + 1, col=col + 1)
+    fig.suptitle(title, fontsize=15, fontweight="bold")
+    pfig.update_layout(title=title, template="plotly_white", height=int(38 * sum(heights) + 140),
+                       margin={"l": 260})
     return fig, pfig
 
 
@@ -142,6 +195,7 @@ def plot_size_efficiency(table, benchmark: str = "GPQA-Diamond", metric="pass@1"
     metric = ", ".join(metrics)
     all_models = set(table.loc[table["status"] != "own", "model"]) if "status" in table.columns else set(table["model"])
     t = table[(table["benchmark"] == benchmark) & table["metric"].isin(metrics)]
+    metric = ", ".join(dict.fromkeys(t["metric"])) or metric  # the metrics this benchmark's figures are
     if "status" in t.columns:
         t = t[t["status"] != "own"]
     if models is not None:
@@ -163,20 +217,7 @@ def plot_size_efficiency(table, benchmark: str = "GPQA-Diamond", metric="pass@1"
     lo, hi = (min(xs) / 2.5, max(xs) * 6) if xs else (0.1, 1000)
     ax.set_xscale("log")
     ax.set_xlim(lo, hi)
-    taken: list[tuple[float, float, float]] = []
-
-    def label(text, x, y, color="black"):
-        # Nudge a label down until it clears those already placed: labels are boxes from the
-        # point rightwards, about 1.1% of the axis width per character, 3 points of score high.
-        fx = (math.log10(x) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
-        width, ly = 0.011 * len(text), y
-        while any(fx < b_end and a_start < fx + width and abs(ly - b_y) < 3.0 for a_start, b_end, b_y in taken):
-            ly -= 3.2
-        taken.append((fx, fx + width, ly))
-        ax.annotate(text, (x, y), xytext=(7, (ly - y) * 4.8 * 72 / 105 - 3), textcoords="offset points",
-                    fontsize=7, color=color,
-                    bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none", "alpha": 0.75},
-                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#999999"} if ly != y else None)
+    labels, hollow = [], []
 
     for r in placed.itertuples():
         color = HIGHLIGHT_COLOR if r.model.startswith("QwQ-32B") and "Preview" not in r.model else "#4a6fa5"
@@ -184,6 +225,8 @@ def plot_size_efficiency(table, benchmark: str = "GPQA-Diamond", metric="pass@1"
         if moe:
             ax.plot([r.params_active_b, r.params_total_b], [r.score, r.score], color=color, lw=1, ls=":")
             ax.scatter([r.params_total_b], [r.score], facecolors="none", edgecolors=color, s=60, zorder=3)
+            hollow += [(r.params_active_b * (r.params_total_b / r.params_active_b) ** (k / 8), r.score)
+                       for k in range(1, 9)]  # the dotted line and the hollow dot: no label on them
             pfig.add_scatter(x=[r.params_active_b, r.params_total_b], y=[r.score, r.score], mode="lines+markers",
                              line={"dash": "dot", "color": color}, marker={"symbol": ["circle", "circle-open"],
                                                                            "size": 10, "color": color},
@@ -196,15 +239,16 @@ def plot_size_efficiency(table, benchmark: str = "GPQA-Diamond", metric="pass@1"
                                            f"{r.score:g} ({r.source})<extra></extra>")
         ax.scatter([r.params_active_b], [r.score], color=color, s=50, zorder=3)
         disputed = f"; disputed, {r.source}" if getattr(r, "status", "") == "disputed" else ""
-        label(f"{r.model} ({r.score:g}{disputed}" + (f"; {r.params_active_b:g}B active, {r.params_total_b:g}B total)"
-                                                      if moe else ")"), r.params_active_b, r.score)
+        labels.append((f"{r.model} ({r.score:g}{disputed}" + (f"; {r.params_active_b:g}B active, "
+                                                              f"{r.params_total_b:g}B total)" if moe else ")"),
+                       r.params_active_b, r.score, "black"))
     for r in own.itertuples():
         x = getattr(r, "params_total_b", float("nan"))
         if x != x:  # NaN: an own run without a size cannot be placed either
             continue
         text = f"{r.model} ({r.benchmark}, own)"
         ax.scatter([x], [r.score], marker="*", s=160, color=OWN_COLOR, zorder=4)
-        label(text, x, r.score, color="#b35900")
+        labels.append((text, x, r.score, "#b35900"))
         pfig.add_scatter(x=[x], y=[r.score], mode="markers+text", text=[text], textposition="top center",
                          marker={"symbol": "star", "size": 16, "color": OWN_COLOR}, name=text)
     from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -215,6 +259,7 @@ def plot_size_efficiency(table, benchmark: str = "GPQA-Diamond", metric="pass@1"
     ax.set_ylim(0, 105)
     ax.set_title(title)
     ax.spines[["top", "right"]].set_visible(False)
+    place_labels(ax, labels, avoid=hollow, fontsize=8)  # after the limits: positions are measured as drawn
     if note:
         fig.text(0.01, -0.02, "\n".join(notes), fontsize=7, ha="left", va="top")
     pfig.update_layout(title=title + "".join(f"<br><sup>{n}</sup>" for n in notes), template="plotly_white",

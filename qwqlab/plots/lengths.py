@@ -77,20 +77,26 @@ def plot_accuracy_by_length(by_bucket, by: str | None = None,
     import matplotlib.pyplot as plt
     import plotly.graph_objects as go
 
+    # x is each bucket's mean length, sorted: buckets are quantiles of each group's own lengths, so
+    # two groups' bucket labels differ, and a shared categorical axis drew one group's shortest
+    # bucket after its longest.
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     pfig = go.Figure()
     for key, g in _groups(by_bucket, by):
+        g = g.sort_values("mean_length")
         label = str(key) if key is not None else "all"
-        ax.plot(g["bucket"], g["accuracy"], marker="o", label=label)
-        pfig.add_scatter(x=g["bucket"], y=g["accuracy"], mode="lines+markers", name=label,
-                         customdata=g["n"], hovertemplate="%{x}<br>accuracy %{y:.2f}<br>n=%{customdata}<extra></extra>")
+        ax.plot(g["mean_length"], g["accuracy"], marker="o", label=label)
+        pfig.add_scatter(x=g["mean_length"], y=g["accuracy"], mode="lines+markers", name=label,
+                         customdata=list(zip(g["bucket"], g["n"])),
+                         hovertemplate="bucket %{customdata[0]} (mean %{x:.0f} tokens)<br>accuracy %{y:.2f}"
+                                       "<br>n=%{customdata[1]}<extra></extra>")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("accuracy")
-    ax.set_xlabel("thinking tokens (bucket)")
+    ax.set_xlabel("thinking tokens (mean of each quantile bucket)")
     ax.set_title(title)
-    ax.tick_params(axis="x", labelsize=7, rotation=20)
     ax.legend(fontsize=8)
-    pfig.update_layout(title=title, yaxis={"range": [0, 1.05], "title": "accuracy"}, xaxis_title="thinking tokens",
+    pfig.update_layout(title=title, yaxis={"range": [0, 1.05], "title": "accuracy"},
+                       xaxis_title="thinking tokens (mean of each quantile bucket)",
                        template="plotly_white")
     return fig, pfig
 
@@ -172,7 +178,9 @@ def plot_length_over_steps(steps, title: str = "Length over RL steps"):
         right.set_ylabel("accuracy / reward")
         h2 = right.get_legend_handles_labels()
         handles = (handles[0] + h2[0], handles[1] + h2[1])
-    ax.legend(*handles, fontsize=7, loc="best")
+    # Beside the plot, not over the data: a run per line style makes the legend long.
+    ax.legend(*handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.12 if right is not None else 1.02, 1),
+              frameon=False)
     pfig.update_layout(title=title, xaxis_title="RL step", template="plotly_white")
     pfig.update_yaxes(title_text="tokens", secondary_y=False)
     pfig.update_yaxes(title_text="accuracy / reward", secondary_y=True)

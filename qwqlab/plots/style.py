@@ -4,7 +4,8 @@ Every ``plot_*`` returns ``(matplotlib_figure, plotly_figure)``; see ``qwqlab.pl
 """
 from __future__ import annotations
 
-__all__ = ["HIGHLIGHT_COLOR", "PEER_COLORS", "OWN_COLOR", "OWN_SHADES", "OUTCOME_COLORS"]
+__all__ = ["HIGHLIGHT_COLOR", "PEER_COLORS", "OWN_COLOR", "OWN_SHADES", "OUTCOME_COLORS", "text_boxes",
+           "text_overlaps", "place_labels"]
 
 
 # Every figure function returns ``(matplotlib_figure, plotly_figure)``, so a notebook writes
@@ -29,3 +30,75 @@ def _groups(df, by):
     if not by or by not in df.columns:
         return [(None, df)]
     return [(k, g) for k, g in df.groupby(by, sort=False)]
+
+
+# ----------------------------------------------------------------------------- text that never overlaps
+
+def text_boxes(fig) -> list:
+    """``[(text, bbox)]`` of every visible, non-empty text in ``fig``, in display pixels (as drawn)."""
+    from matplotlib.text import Text
+
+    renderer = fig.canvas.get_renderer()
+    fig.draw_without_rendering()
+    boxes = []
+    for t in fig.findobj(Text):
+        if t.get_visible() and t.get_text().strip() and t.get_figure() is not None:
+            boxes.append((t.get_text(), t.get_window_extent(renderer)))
+    return boxes
+
+
+def text_overlaps(fig, tolerance: float = 1.0) -> list[tuple[str, str]]:
+    """Pairs of texts in ``fig`` whose boxes overlap by more than ``tolerance`` pixels each way."""
+    boxes = text_boxes(fig)
+    pairs = []
+    for i, (a, ba) in enumerate(boxes):
+        for b, bb in boxes[i + 1:]:
+            dx = min(ba.x1, bb.x1) - max(ba.x0, bb.x0)
+            dy = min(ba.y1, bb.y1) - max(ba.y0, bb.y0)
+            if dx > tolerance and dy > tolerance:
+                pairs.append((a, b))
+    return pairs
+
+
+def place_labels(ax, items, avoid=(), marker_px: float = 6.0, fontsize: float = 9) -> list:
+    """Label points so that no label covers another label or a point, nor leaves the axes.
+
+    ``items`` is ``[(text, x, y, color)]`` in data coordinates; ``avoid`` more points ``[(x, y)]``. Each label tries the
+    positions right, left, above and below its point, then the same further out (with a thin
+    leader line), and takes the first whose box (measured by the renderer, not guessed)
+    touches no earlier label and no point. Returns the ``Text`` artists.
+    """
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    axbox = ax.get_window_extent(renderer)
+    points = [ax.transData.transform((x, y)) for _, x, y, _ in items]
+    others = [ax.transData.transform(xy) for xy in avoid]  # markers without a label of their own
+    taken = [Bbox.from_extents(px - marker_px, py - marker_px, px + marker_px, py + marker_px)
+             for px, py in points + others]
+    offsets = [(8, 0, "left", "center"), (-8, 0, "right", "center"), (0, 9, "center", "bottom"),
+               (0, -9, "center", "top")]
+    offsets += [(dx * k, dy * k + (-12 * k if dy == 0 else 0), ha, va)
+                for k in (2, 3, 4) for dx, dy, ha, va in offsets]
+    artists = []
+    for (text, x, y, color), (px, py) in zip(items, points):
+        chosen = None
+        for dx, dy, ha, va in offsets:
+            t = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                            fontsize=fontsize, color=color)
+            box = t.get_window_extent(renderer)
+            inside = axbox.x0 <= box.x0 and box.x1 <= axbox.x1 and axbox.y0 <= box.y0 and box.y1 <= axbox.y1
+            if inside and not any(box.overlaps(b) for b in taken):
+                chosen = t
+                break
+            t.remove()
+        if chosen is None:  # nowhere free: the last resort is right of the point, as before
+            chosen = ax.annotate(text, (x, y), xytext=(8, 0), textcoords="offset points", ha="left",
+                                 va="center", fontsize=fontsize, color=color)
+        elif abs(dx) > 8 or abs(dy) > 9:  # moved out: a thin leader line back to its point
+            ax.annotate("", (x, y), xytext=(dx, dy), textcoords="offset points",
+                        arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "#999999", "shrinkA": 0, "shrinkB": 3})
+        taken.append(chosen.get_window_extent(renderer))
+        artists.append(chosen)
+    return artists
