@@ -133,3 +133,42 @@ def test_make_figures_runs_every_time_budgeted_notebook_on_a_step_budget():
         overrides = figures.REPRODUCIBLE_PARAMETERS.get(path.stem, {})
         assert set(overrides) <= names, f"{path.stem}: overrides {set(overrides) - names} are not parameters"
         assert all(overrides.get(n, "missing") is None for n in budgets), f"{path.stem}: {budgets} left time-budgeted"
+
+
+def test_page_problems_names_each_kind_of_dirt_by_cell():
+    """What a class should not see, each named with its cell; a clean page gives []."""
+    v4 = nbformat.v4
+    png = {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}
+    nb = v4.new_notebook(cells=[
+        v4.new_code_cell("load()", outputs=[v4.new_output("stream", name="stderr", text="qwqlab: using cpu\n")]),
+        v4.new_code_cell("fig", outputs=[v4.new_output("execute_result", data=png, execution_count=1),
+                                         v4.new_output("display_data", data=png)]),
+        v4.new_code_cell("save_figure('x')", outputs=[v4.new_output("execute_result", data={
+            "text/plain": "{'name': 'x'}"}, execution_count=2)]),
+        v4.new_code_cell("old()", outputs=[v4.new_output("stream", name="stdout",
+                                                         text="x.py:3: FutureWarning: old\n")]),
+        v4.new_code_cell("m = load()", outputs=[v4.new_output("display_data", data={
+            "text/plain": "Loading weights:  0%|", "application/vnd.jupyter.widget-view+json": {}})]),
+        v4.new_code_cell("table", outputs=[v4.new_output("execute_result", data={
+            "text/html": "<table/>", "text/plain": "a b"}, execution_count=3)]),
+    ])
+    problems = figures.page_problems(nb)
+    assert len(problems) == 5, problems
+    assert problems[0].startswith("cell 0 ('load()'): stderr output")
+    assert problems[1].startswith("cell 1 ('fig'): an image already shown in cell 1")
+    assert problems[2].startswith("cell 2 (\"save_figure('x')\"): stray return value")
+    assert problems[3].startswith("cell 3 ('old()'): warning text") and "FutureWarning" in problems[3]
+    assert problems[4].startswith("cell 4 ('m = load()'): a third-party progress bar 'Loading weights'")
+    assert figures.page_problems(v4.new_notebook(cells=[nb.cells[-1]])) == []
+
+
+def test_save_figure_is_slide_quality(tmp_path):
+    from PIL import Image
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [3, 4])
+    figures.save_figure("line", static=fig, out=tmp_path)
+    plt.close(fig)
+    dpi = Image.open(tmp_path / "line.png").info["dpi"]
+    assert round(dpi[0]) == figures.SLIDE_DPI == 200
+    assert (tmp_path / "line.svg").read_text().lstrip().startswith("<?xml")

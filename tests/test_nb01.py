@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from qwqlab.figures import NOTEBOOK_DIR, execute_notebook
+from qwqlab.figures import NOTEBOOK_DIR, execute_notebook, page_problems
 
 NOTEBOOK = NOTEBOOK_DIR / "01_models_and_quantization.ipynb"
 
@@ -11,6 +11,7 @@ NOTEBOOK = NOTEBOOK_DIR / "01_models_and_quantization.ipynb"
 @pytest.mark.slow
 def test_notebook_01_runs_and_writes_its_figures(tmp_path):
     nb = execute_notebook(NOTEBOOK, {"NUM_DRIFT_PROBLEMS": 8}, out_dir=tmp_path)  # 8: small for speed
+    assert page_problems(nb) == []  # a clean page: no stderr, warnings, doubled images, stray values
     entries = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
     assert [e["name"] for e in entries] == ["nano_footprints", "memory_by_model"]
     for e in entries:

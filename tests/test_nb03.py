@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from qwqlab.figures import NOTEBOOK_DIR, execute_notebook
+from qwqlab.figures import NOTEBOOK_DIR, execute_notebook, page_problems
 from qwqlab.paths import nano_dir
 
 NOTEBOOK = NOTEBOOK_DIR / "03_reward_shaping.ipynb"
@@ -129,6 +129,7 @@ def test_notebook_03_runs_and_writes_its_figures(tmp_path):
     params = {"NUM_PROBLEMS": 4, "NUM_GENERATIONS": 4, "MAX_NEW_TOKENS": 48,  # small: a few seconds of sampling
               "OVERLONG_MAX_LEN": 48, "OVERLONG_CACHE": 16, "COSINE_MAX_LEN": 32}
     nb = execute_notebook(NOTEBOOK, params, out_dir=tmp_path / "figs")
+    assert page_problems(nb) == []  # a clean page: no stderr, warnings, doubled images, stray values
     entries = [json.loads(line) for line in (tmp_path / "figs" / "manifest.jsonl").read_text().splitlines()]
     assert {e["name"] for e in entries} == FIGURES
     for e in entries:

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from qwqlab.figures import NOTEBOOK_DIR, execute_notebook
+from qwqlab.figures import NOTEBOOK_DIR, execute_notebook, page_problems
 
 NOTEBOOK = NOTEBOOK_DIR / "06_benchmark_plots.ipynb"
 
@@ -13,6 +13,7 @@ def test_notebook_06_runs_and_writes_its_figures(tmp_path):
     params = {"SCATTER_BENCHMARKS": ["AIME24"],  # one scatter instead of two, for speed
               "OWN_RESULTS": [{"model": "test-run", "benchmark": "AIME24", "score": 12.5, "params_total_b": 1.5}]}
     nb = execute_notebook(NOTEBOOK, params, out_dir=tmp_path)
+    assert page_problems(nb) == []  # a clean page: no stderr, warnings, doubled images, stray values
     entries = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
     names = [e["name"] for e in entries]
     assert names == ["benchmark_bars", "size_efficiency_AIME24", "misattributed_figures"]
