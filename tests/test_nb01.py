@@ -31,6 +31,14 @@ def test_chat_widget_shows_thinking_and_answer_apart(nano):
     w.controls["generate"].click()
     assert "8+6+0=14" in w.panels["thinking"].value
     assert "\\boxed{874}" in w.panels["answer"].value and "finished by stop" in w.panels["status"].value
+    assert "correct" in w.panels["verdict"].value          # graded by the task, as in training
+    w.controls["prompt"].value = "What is 12+30?"
+    w.controls["generate"].click()
+    verdict = w.panels["verdict"].value
+    assert "correct" in verdict or "the right answer is <b>42</b>" in verdict
+    w.controls["prompt"].value = "Name a colour."
+    w.controls["generate"].click()
+    assert "no verdict" in w.panels["verdict"].value
 
 
 def test_memory_explorer_slider_updates_the_table():
