@@ -113,6 +113,34 @@ def fill_run_times(notes: str, manifest: dict, cores: int | None = None, when: s
     return _MEASURED.sub(f"<!-- measured -->{origin}<!-- /measured -->", notes)
 
 
+def run_times_in(text: str) -> dict[str, str]:
+    """``{stem: run time as written}`` for every run-time marker in ``text``."""
+    return {m["name"]: m["old"] for m in _TIME.finditer(text)}
+
+
+def fill_notebook_run_times(folder: str | Path, manifest: dict) -> list[Path]:
+    """Write the manifest's run times into each notebook's intro (its ``**Time.**`` marker).
+
+    The same markers as the teacher's notes, so a notebook never states a time of its own.
+    Returns the notebooks that changed (only their marked text changes).
+    """
+    import nbformat
+
+    changed = []
+    for path in sorted(Path(folder).glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        touched = False
+        for cell in nb.cells:
+            if cell.cell_type == "markdown" and "<!-- run-time:" in cell.source:
+                new = _TIME.sub(lambda m: fill_run_times(m.group(0), manifest), cell.source)
+                touched |= new != cell.source
+                cell.source = new
+        if touched:
+            nbformat.write(nb, path)
+            changed.append(path)
+    return changed
+
+
 def fill_run_times_file(notes_path: str | Path, manifest_path: str | Path, cores: int | None = None) -> dict:
     """``fill_run_times`` on files; returns ``{stem: seconds}`` of what was written."""
     notes_path, manifest_path = Path(notes_path), Path(manifest_path)
