@@ -57,6 +57,15 @@ def _figures(args):
     print(f"all notebooks: {manifest['total_seconds']} s; manifest at {args.out}/manifest.json")
 
 
+def _book(args):
+    from qwqlab.book import build_book
+
+    if args.executed is None:  # run every notebook first, as `qwqlab figures` does
+        _figures(argparse.Namespace(out=args.figures, notebooks=[]))
+    pages = build_book(args.executed or args.figures, args.out, figures=args.figures)
+    print(f"the book: {len(pages)} pages; open {Path(args.out).resolve() / 'index.html'}")
+
+
 def _info(args):
     from qwqlab.models import estimate_memory, get_device, known_configs
 
@@ -141,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", default="figures", help="folder for the figures and manifest.json (made when the run starts)")
     f.add_argument("notebooks", nargs="*", help="notebooks to run (default: all in notebooks/)")
     f.set_defaults(func=_figures)
+
+    b = sub.add_parser("book", help="the executed notebooks as a static HTML site (make book)",
+                       description="Run every notebook (as `qwqlab figures`), then write a static HTML book of "
+                       "the executed notebooks, their figures, the exercises and a glossary; it opens from file://.")
+    b.add_argument("--out", default="build/book", help="folder for the book (index.html and one page per notebook)")
+    b.add_argument("--figures", default="figures", help="folder the notebooks' figures and executed copies go to")
+    b.add_argument("--executed", default=None, help="build from the executed notebooks already in this folder "
+                   "(a `qwqlab figures --out` folder) instead of running them again")
+    b.set_defaults(func=_book)
 
     i = sub.add_parser("info", help="device and memory estimates for the known models")
     i.add_argument("--bits", type=int, default=4, choices=(4, 8, 16, 32), help="weight precision of the estimate")

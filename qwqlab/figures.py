@@ -214,8 +214,11 @@ def run_notebooks(out: str | Path = "figures", notebooks: list[str | Path] | Non
     from tqdm.auto import tqdm
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in notebooks] if notebooks else list_notebooks()
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:  # before any folder is made
+        raise FileNotFoundError(2, "no such notebook", ", ".join(missing))
+    out.mkdir(parents=True, exist_ok=True)
     manifest = {"notebooks": {}, "total_seconds": 0.0}
     start = time.perf_counter()
     for path in tqdm(paths, desc="notebooks", disable=not progress):
@@ -223,12 +226,14 @@ def run_notebooks(out: str | Path = "figures", notebooks: list[str | Path] | Non
         if (nb_out / "manifest.jsonl").exists():
             (nb_out / "manifest.jsonl").unlink()
         t = time.perf_counter()
-        execute_notebook(path, (parameters or {}).get(path.stem), out_dir=nb_out)
+        # The executed notebook is kept beside its figures: `qwqlab book` turns it into a page.
+        nb = execute_notebook(path, (parameters or {}).get(path.stem), out_dir=nb_out,
+                              save_executed=nb_out / path.name)
         figs = []
         if (nb_out / "manifest.jsonl").exists():
             figs = [json.loads(line) for line in (nb_out / "manifest.jsonl").read_text().splitlines() if line]
         manifest["notebooks"][path.stem] = {
-            "seconds": round(time.perf_counter() - t, 1), "figures": figs,
+            "seconds": round(time.perf_counter() - t, 1), "figures": figs, "page_problems": page_problems(nb),
             "parameters": parameters.get(path.stem, {}),
             "across_machines": ACROSS_MACHINES.get(path.stem, ACROSS_MACHINES["default"])}
     manifest["total_seconds"] = round(time.perf_counter() - start, 1)

@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from executed import keep
+
 from qwqlab.figures import NOTEBOOK_DIR, execute_notebook, page_problems
 
 NOTEBOOK = NOTEBOOK_DIR / "01_models_and_quantization.ipynb"
@@ -12,6 +14,7 @@ NOTEBOOK = NOTEBOOK_DIR / "01_models_and_quantization.ipynb"
 def test_notebook_01_runs_and_writes_its_figures(tmp_path):
     nb = execute_notebook(NOTEBOOK, {"NUM_DRIFT_PROBLEMS": 8}, out_dir=tmp_path)  # 8: small for speed
     assert page_problems(nb) == []  # a clean page: no stderr, warnings, doubled images, stray values
+    keep(NOTEBOOK, nb)  # the book's test builds its page from this run
     entries = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
     assert [e["name"] for e in entries] == ["nano_footprints", "memory_by_model"]
     for e in entries:

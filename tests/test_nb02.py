@@ -8,6 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from executed import keep
+
 from qwqlab.figures import NOTEBOOK_DIR, execute_notebook, page_problems
 from qwqlab.paths import nano_dir
 
@@ -95,6 +97,7 @@ def test_notebook_02_runs_and_writes_its_figures(tmp_path):
               "MAX_NEW_TOKENS": 64, "OUT": str(tmp_path / "rollouts.jsonl")}
     nb = execute_notebook(NOTEBOOK, params, out_dir=tmp_path / "figs")
     assert page_problems(nb) == []  # a clean page: no stderr, warnings, doubled images, stray values
+    keep(NOTEBOOK, nb)  # the book's test builds its page from this run
     entries = [json.loads(line) for line in (tmp_path / "figs" / "manifest.jsonl").read_text().splitlines()]
     names = {e["name"] for e in entries}
     assert {"answer_spread", "pass_at_k_by_temperature", "maj_at_k_by_temperature",

@@ -9,6 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from executed import keep
+
 from qwqlab.figures import NOTEBOOK_DIR, execute_notebook, page_problems
 from qwqlab.paths import nano_dir
 
@@ -130,6 +132,7 @@ def test_notebook_03_runs_and_writes_its_figures(tmp_path):
               "OVERLONG_MAX_LEN": 48, "OVERLONG_CACHE": 16, "COSINE_MAX_LEN": 32}
     nb = execute_notebook(NOTEBOOK, params, out_dir=tmp_path / "figs")
     assert page_problems(nb) == []  # a clean page: no stderr, warnings, doubled images, stray values
+    keep(NOTEBOOK, nb)  # the book's test builds its page from this run
     entries = [json.loads(line) for line in (tmp_path / "figs" / "manifest.jsonl").read_text().splitlines()]
     assert {e["name"] for e in entries} == FIGURES
     for e in entries:

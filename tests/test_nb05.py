@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from executed import keep
+
 from qwqlab.figures import NOTEBOOK_DIR, execute_notebook, page_problems
 from qwqlab.paths import nano_dir
 
@@ -22,6 +24,7 @@ def test_notebook_05_runs_and_writes_its_figures(tmp_path):
               "EXTRA_MARKERS": ["so"]}
     nb = execute_notebook(NOTEBOOK, params, out_dir=tmp_path / "figs")
     assert page_problems(nb) == []  # a clean page: no stderr, warnings, doubled images, stray values
+    keep(NOTEBOOK, nb)  # the book's test builds its page from this run
     entries = [json.loads(line) for line in (tmp_path / "figs" / "manifest.jsonl").read_text().splitlines()]
     names = {e["name"] for e in entries}
     assert {"length_summary", "accuracy_by_length", "length_distributions", "length_vs_pass_rate",

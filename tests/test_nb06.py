@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from executed import keep
+
 from qwqlab.figures import NOTEBOOK_DIR, execute_notebook, page_problems
 
 NOTEBOOK = NOTEBOOK_DIR / "06_benchmark_plots.ipynb"
@@ -14,6 +16,7 @@ def test_notebook_06_runs_and_writes_its_figures(tmp_path):
               "OWN_RESULTS": [{"model": "test-run", "benchmark": "AIME24", "score": 12.5, "params_total_b": 1.5}]}
     nb = execute_notebook(NOTEBOOK, params, out_dir=tmp_path)
     assert page_problems(nb) == []  # a clean page: no stderr, warnings, doubled images, stray values
+    keep(NOTEBOOK, nb)  # the book's test builds its page from this run
     entries = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
     names = [e["name"] for e in entries]
     assert names == ["benchmark_bars", "size_efficiency_AIME24", "misattributed_figures"]
