@@ -16,7 +16,7 @@ from pathlib import Path
 from qwqlab.paths import REPO_ROOT
 import json
 
-from qwqlab.teaching import fill_notebook_run_times, fill_run_times_file
+from qwqlab.teaching import fill_notebook_run_times, fill_run_times, fill_run_times_file
 
 
 def main(argv=None) -> int:
@@ -34,6 +34,10 @@ def main(argv=None) -> int:
     for name, seconds in times.items():
         print(f"{name}: {seconds} s")
     print(f"wrote {args.notes}")
+    if args.notes.resolve() == (REPO_ROOT / "notebooks" / "README.md").resolve():  # the repo's own notes
+        readme = REPO_ROOT / "README.md"
+        readme.write_text(fill_run_times(readme.read_text(), json.loads(args.manifest.read_text())))
+        print(f"wrote {readme}")
     if args.notes.parent.resolve() == (REPO_ROOT / "notebooks").resolve() or args.notebooks:
         for path in fill_notebook_run_times(args.notebooks or args.notes.parent, json.loads(args.manifest.read_text())):
             print(f"wrote {path}")

@@ -1,5 +1,6 @@
 """qwqlab.teaching: the hosted-kernel set-up cell (run in real kernels) and the teacher's notes' times."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -225,3 +226,16 @@ def test_the_notes_name_every_dashboard_and_no_stale_claim():
     assert "once notebook 03's explorer exists" not in text and "once it exists" not in text
     for name in DASHBOARDS:
         assert f"`{name}`" in text, name
+
+
+def test_readme_starts_a_teacher_at_make_lab_and_times_each_command():
+    from qwqlab.teaching import run_times_in
+
+    text = (REPO_ROOT / "README.md").read_text()
+    first_block = text.split("```bash", 1)[1].split("```", 1)[0]
+    assert first_block.strip().startswith("make lab")
+    for command in ("make lab", "make figures", "make book", "make test", "make nano"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{command}`"))
+        assert re.search(r"\d+ (s|min)", row), f"README: no time for {command}"
+    notes = run_times_in((REPO_ROOT / "notebooks" / "README.md").read_text())
+    assert run_times_in(text)["total"] == notes["total"]
