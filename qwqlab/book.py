@@ -74,7 +74,7 @@ def _nav(pages: list[tuple[str, str]], i: int | None) -> str:
     if i is not None and i + 1 < len(pages):
         links.append(f'<a href="{pages[i + 1][0]}">{html.escape(pages[i + 1][1])} &rarr;</a>')
     links += ['<a href="exercises.html">Exercises</a>', '<a href="glossary.html">Glossary</a>']
-    return f'<nav class="qwqlab-nav">{" ".join(links)}</nav>'
+    return f'<nav class="qwqlab-nav">{" &nbsp;·&nbsp; ".join(links)}</nav>'
 
 
 def prepare_for_book(nb, nav: str = ""):
@@ -187,7 +187,8 @@ def build_book(executed: str | Path, out: str | Path, figures: str | Path | None
     gloss = "<dl>" + "".join(f"<dt id='{re.sub(r'[^A-Za-z0-9]+', '-', k)}'>{html.escape(k)}</dt>"
                              f"<dd>{html.escape(v)}</dd>" for k, v in GLOSSARY.items()) + "</dl>"
     (out / "glossary.html").write_text(_page("Glossary", gloss, _nav(pages, None)))
-    ex = "".join(f"<h2>{html.escape(chapter)}: <a href='{link}'>{html.escape(title)}</a></h2>{question}"
+    ex = "".join(f'<h2>{html.escape(chapter)}: <a href="{html.escape(link, quote=True)}">{html.escape(title)}</a></h2>'
+                 f"{question}"
                  for chapter, title, question, link in exercises)
     (out / "exercises.html").write_text(_page("Exercises", "<p>Each links to its notebook page, where the "
                                               "solution is folded under it.</p>" + ex, _nav(pages, None)))

@@ -54,6 +54,8 @@ def _figures(args):
     manifest = run_notebooks(args.out, notebooks=args.notebooks or None)
     for name, entry in manifest["notebooks"].items():
         print(f"{name}: {len(entry['figures'])} figures in {entry['seconds']} s")
+        for problem in entry.get("page_problems", []):  # what a class would see that it should not
+            print(f"  not clean: {problem}")
     print(f"all notebooks: {manifest['total_seconds']} s; manifest at {args.out}/manifest.json")
 
 
