@@ -98,3 +98,10 @@ def test_the_console_command_exits_2():
     out = subprocess.run([sys.executable, "-m", "qwqlab", "sample", "missing.yaml"], capture_output=True,
                          text=True, cwd=REPO_ROOT, timeout=120)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "missing.yaml" in out.stderr
+
+
+def test_book_from_a_folder_without_executed_notebooks(tmp_path, capsys):
+    out = tmp_path / "book"
+    _fails_in_one_line(["book", "--executed", str(tmp_path), "--out", str(out)], capsys, str(tmp_path),
+                       "qwqlab figures --out DIR")
+    assert not out.exists()

@@ -108,6 +108,8 @@ def test_notebook_03_plots_return_both_figures():
     import matplotlib.pyplot as plt
     import pandas as pd
 
+    from test_plots import untitled_axes
+
     from qwqlab import plots
     from qwqlab import rewards as R
 
@@ -122,6 +124,7 @@ def test_notebook_03_plots_return_both_figures():
     for fig, pfig in (plots.plot_rewards_vs_length(table, ["accuracy", "format"]), plots.plot_length_curves(curves),
                       plots.plot_group_advantages(adv), plots.plot_token_weights(weights)):
         assert hasattr(fig, "savefig") and hasattr(pfig, "write_html") and len(pfig.data) > 0
+        assert untitled_axes(pfig) == [], pfig.layout.title.text
         plt.close(fig)
 
 

@@ -8,7 +8,7 @@ __all__ = ["FAMILIES", "benchmark_family", "plot_benchmark_bars", "plot_size_eff
 
 import math
 
-from qwqlab.plots.style import HIGHLIGHT_COLOR, OWN_COLOR, place_labels
+from qwqlab.plots.style import HIGHLIGHT_COLOR, OWN_COLOR, place_labels, with_axis_titles
 
 
 #: Benchmarks that are one family (one panel): the first matching prefix names the family.
@@ -92,7 +92,7 @@ def plot_benchmark_bars(table, benchmarks=None, models=None, metric="pass@1", hi
         ax.text(0.5, 0.5, "no published figure for this choice", ha="center", va="center")
         pfig = make_subplots(rows=1, cols=1)
         pfig.update_layout(title=title, xaxis_title="score (%)", yaxis_title="model")
-        return fig, pfig
+        return fig, with_axis_titles(fig, pfig)
 
     # Rows of panels: published families first, then the lab's own, never mixed in one row.
     grid = [published[i:i + ncols] for i in range(0, len(published), ncols)]
@@ -170,7 +170,7 @@ def plot_benchmark_bars(table, benchmarks=None, models=None, metric="pass@1", hi
     fig.suptitle(title, fontsize=15, fontweight="bold")
     pfig.update_layout(title=title, template="plotly_white", height=int(38 * sum(heights) + 140),
                        margin={"l": 260})
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
 
 
 def plot_size_efficiency(table, benchmark: str = "GPQA-Diamond", metric="pass@1", own=None,
@@ -265,7 +265,7 @@ def plot_size_efficiency(table, benchmark: str = "GPQA-Diamond", metric="pass@1"
     pfig.update_layout(title=title + "".join(f"<br><sup>{n}</sup>" for n in notes), template="plotly_white",
                        xaxis={"type": "log", "title": "parameters (billions, log scale)"},
                        yaxis={"title": f"{metric} (%)", "range": [0, 105]}, showlegend=True)
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
 
 
 def plot_misattributions(claims, title: str = "Widely quoted figures against their sources"):
@@ -307,4 +307,4 @@ def plot_misattributions(claims, title: str = "Widely quoted figures against the
     fig.tight_layout()
     pfig.update_layout(title=title, template="plotly_white", height=450)
     pfig.update_yaxes(range=[0, 100])
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ["plot_length_summary", "plot_length_distributions", "plot_accuracy_by_length", "plot_length_vs_pass_rate", "plot_marker_rates", "plot_length_over_steps", "plot_missing_premise", "plot_thinking_efficiency"]
 
-from qwqlab.plots.style import OUTCOME_COLORS, _groups
+from qwqlab.plots.style import OUTCOME_COLORS, _groups, with_axis_titles
 
 
 def plot_length_summary(summary, by: str = "run", title: str = "Mean tokens per completion"):
@@ -31,7 +31,7 @@ def plot_length_summary(summary, by: str = "run", title: str = "Mean tokens per 
     pfig = go.Figure([go.Bar(x=[n for _, n in parts], y=[summary[c].iloc[i] for c, _ in parts], name=lab)
                       for i, lab in enumerate(labels)])
     pfig.update_layout(barmode="group", title=title, yaxis_title="tokens", template="plotly_white")
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
 
 
 def plot_length_distributions(rollouts, length: str = "think_tokens", by: str | None = None, bins: int = 30,
@@ -68,7 +68,7 @@ def plot_length_distributions(rollouts, length: str = "think_tokens", by: str | 
     fig.suptitle(title)
     fig.tight_layout()
     pfig.update_layout(barmode="overlay", title=title, template="plotly_white")
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
 
 
 def plot_accuracy_by_length(by_bucket, by: str | None = None,
@@ -98,7 +98,7 @@ def plot_accuracy_by_length(by_bucket, by: str | None = None,
     pfig.update_layout(title=title, yaxis={"range": [0, 1.05], "title": "accuracy"},
                        xaxis_title="thinking tokens (mean of each quantile bucket)",
                        template="plotly_white")
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
 
 
 def plot_length_vs_pass_rate(by_problem, by: str | None = None,
@@ -120,7 +120,7 @@ def plot_length_vs_pass_rate(by_problem, by: str | None = None,
     ax.legend(fontsize=8)
     pfig.update_layout(title=title, xaxis_title="pass rate", yaxis_title="mean thinking tokens",
                        template="plotly_white")
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
 
 
 def plot_marker_rates(markers, by: str | None = None, title: str = "Reflection markers per 1,000 thinking tokens"):
@@ -145,7 +145,7 @@ def plot_marker_rates(markers, by: str | None = None, title: str = "Reflection m
     ax.set_title(title)
     ax.legend(fontsize=8)
     pfig.update_layout(barmode="group", title=title, yaxis_title="per 1,000 thinking tokens", template="plotly_white")
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
 
 
 def plot_length_over_steps(steps, title: str = "Length over RL steps"):
@@ -184,7 +184,7 @@ def plot_length_over_steps(steps, title: str = "Length over RL steps"):
     pfig.update_layout(title=title, xaxis_title="RL step", template="plotly_white")
     pfig.update_yaxes(title_text="tokens", secondary_y=False)
     pfig.update_yaxes(title_text="accuracy / reward", secondary_y=True)
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
 
 
 
@@ -227,7 +227,7 @@ def plot_missing_premise(summary, title: str = "When a premise is missing: longe
     pfig.add_bar(x=models, y=summary["answers_anyway_rate"], name="gives the original answer anyway", row=1, col=2)
     pfig.update_layout(title=title, barmode="group", template="plotly_white")
     pfig.update_yaxes(range=[0, 1.05], row=1, col=2)
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
 
 
 def plot_thinking_efficiency(summary, title: str = "Thinking efficiency by MATH level (first correct / all thinking)"):
@@ -255,4 +255,4 @@ def plot_thinking_efficiency(summary, title: str = "Thinking efficiency by MATH 
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     pfig.update_layout(title=title, template="plotly_white")
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)

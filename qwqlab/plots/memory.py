@@ -3,6 +3,7 @@
 Every ``plot_*`` returns ``(matplotlib_figure, plotly_figure)``; see ``qwqlab.plots``.
 """
 from __future__ import annotations
+from qwqlab.plots.style import with_axis_titles
 
 __all__ = ["plot_memory", "plot_footprints"]
 
@@ -31,7 +32,7 @@ def plot_memory(table, title: str | None = None):
     pfig = go.Figure([go.Bar(y=labels, x=table[col], name=name, orientation="h") for col, name in parts])
     pfig.update_layout(barmode="stack", title=title, xaxis_title="GiB", yaxis_autorange="reversed",
                        height=120 + 22 * len(labels))
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
 
 
 def plot_footprints(table, title: str = "qwq-nano: measured against estimated weight memory"):
@@ -51,4 +52,4 @@ def plot_footprints(table, title: str = "qwq-nano: measured against estimated we
     pfig = go.Figure([go.Bar(x=x, y=table["measured_mb"], name="measured"),
                       go.Bar(x=x, y=table["estimated_mb"], name="estimated")])
     pfig.update_layout(barmode="group", title=title, yaxis_title="MB")
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)

@@ -8,7 +8,7 @@ __all__ = ["plot_rewards_vs_length", "plot_length_curves", "plot_group_advantage
 
 import math
 
-from qwqlab.plots.style import OUTCOME_COLORS
+from qwqlab.plots.style import OUTCOME_COLORS, with_axis_titles
 
 
 ESTIMATOR_COLORS = {"grpo": "#4a6fa5", "dr_grpo": "#e67e22", "rloo": "#2e8b57", "batch": "#8e44ad"}
@@ -53,13 +53,15 @@ def plot_rewards_vs_length(table, rewards, length: str = "completion_tokens", co
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(length, fontsize=8)
         ax.tick_params(labelsize=8)
+        pfig.update_xaxes(title_text=length, row=k // cols + 1, col=k % cols + 1)
+        pfig.update_yaxes(title_text="reward", row=k // cols + 1, col=k % cols + 1)
     for k in range(len(rewards), rows * cols):
         axes[k // cols][k % cols].axis("off")
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     pfig.update_layout(title=title, template="plotly_white", height=280 * rows)
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
 
 
 def plot_length_curves(curves, title: str = "Length shaping: reward against completion length"):
@@ -86,7 +88,7 @@ def plot_length_curves(curves, title: str = "Length shaping: reward against comp
     fig.suptitle(title)
     fig.tight_layout()
     pfig.update_layout(title=title, template="plotly_white")
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
 
 
 def plot_group_advantages(table, title: str = "One group of rollouts: advantage under each estimator"):
@@ -114,7 +116,7 @@ def plot_group_advantages(table, title: str = "One group of rollouts: advantage 
     ax.legend(fontsize=8)
     fig.tight_layout()
     pfig.update_layout(title=title, barmode="group", template="plotly_white", yaxis_title="advantage")
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
 
 
 def plot_token_weights(table, title: str = "How the loss weighs a completion: GRPO against Dr. GRPO"):
@@ -148,8 +150,9 @@ def plot_token_weights(table, title: str = "How the loss weighs a completion: GR
         ax.axhline(0, color="#333333", lw=0.6)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("completion tokens")
+        ax.set_ylabel(label)
     axes[0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     pfig.update_layout(title=title, template="plotly_white")
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)

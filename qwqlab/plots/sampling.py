@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ["plot_pass_at_k", "plot_truncation", "plot_answer_spread"]
 
-from qwqlab.plots.style import OUTCOME_COLORS, _groups
+from qwqlab.plots.style import OUTCOME_COLORS, _groups, with_axis_titles
 
 
 def plot_pass_at_k(curves, by: str = "temperature", metric: str = "pass@k",
@@ -44,7 +44,7 @@ def plot_pass_at_k(curves, by: str = "temperature", metric: str = "pass@k",
     pfig.update_layout(title=title, template="plotly_white", yaxis={"title": metric, "range": [0, 1.02]},
                        xaxis={"title": "k (samples per problem)", "type": "log", "tickvals": ks,
                               "ticktext": [str(k) for k in ks]})
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
 
 
 def plot_truncation(table, x: str = "max_new_tokens",
@@ -74,7 +74,7 @@ def plot_truncation(table, x: str = "max_new_tokens",
     ax.legend(fontsize=8)
     pfig.update_layout(title=title, template="plotly_white", xaxis_title=x,
                        yaxis={"title": "share of completions", "range": [-0.02, 1.02]})
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
 
 
 def plot_answer_spread(rollouts, title: str | None = None, max_answers: int = 12):
@@ -114,4 +114,4 @@ def plot_answer_spread(rollouts, title: str | None = None, max_answers: int = 12
     pfig.add_histogram(x=lengths[~truncated], name="finished", marker_color="#4a6fa5", row=1, col=2)
     pfig.add_histogram(x=lengths[truncated], name="truncated", marker_color=OUTCOME_COLORS["incorrect"], row=1, col=2)
     pfig.update_layout(title=title, barmode="stack", template="plotly_white")
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)

@@ -5,7 +5,7 @@ Every ``plot_*`` returns ``(matplotlib_figure, plotly_figure)``; see ``qwqlab.pl
 from __future__ import annotations
 
 __all__ = ["HIGHLIGHT_COLOR", "PEER_COLORS", "OWN_COLOR", "OWN_SHADES", "OUTCOME_COLORS", "text_boxes",
-           "text_overlaps", "place_labels"]
+           "text_overlaps", "place_labels", "with_axis_titles"]
 
 
 # Every figure function returns ``(matplotlib_figure, plotly_figure)``, so a notebook writes
@@ -102,3 +102,29 @@ def place_labels(ax, items, avoid=(), marker_px: float = 6.0, fontsize: float = 
         taken.append(chosen.get_window_extent(renderer))
         artists.append(chosen)
     return artists
+
+
+def with_axis_titles(fig, pfig):
+    """Give each plotly axis that has none the title of the matching matplotlib axis, and return ``pfig``.
+
+    The two figures of a ``plot_*`` function draw the same panels in the same order (matplotlib's
+    axes, twins left out; plotly's ``xaxis``, ``xaxis2``, ...), so the static figure's labels are
+    the interactive one's titles: an HTML figure never has an untitled axis its PNG names.
+    """
+    seen, axes = set(), []
+    for ax in fig.axes:
+        key = tuple(round(v, 4) for v in ax.get_position().bounds)
+        if key not in seen:  # a twinx axis shares its parent's position: it is not a panel of its own
+            seen.add(key)
+            axes.append(ax)
+    keys = sorted((k for k in pfig.layout if k.startswith("xaxis")), key=lambda k: int(k[5:] or 1))
+    if len(keys) != len(axes):
+        return pfig
+    for i, ax in enumerate(axes):
+        xkey, ykey = keys[i], "y" + keys[i][1:]
+        ylabel = ax.get_ylabel() or next((o.get_ylabel() for o in axes[:i] if o.get_ylabel()
+                                           and ax.get_shared_y_axes().joined(ax, o)), "")  # sharey: said once
+        for key, label in ((xkey, ax.get_xlabel()), (ykey, ylabel)):
+            if label and not pfig.layout[key].title.text:
+                pfig.layout[key].title.text = label
+    return pfig

@@ -8,6 +8,8 @@ __all__ = ["plot_training", "plot_run_summary", "TRAINING_PANELS"]
 
 import math
 
+from qwqlab.plots.style import with_axis_titles
+
 
 #: What the GRPO training plots show: log column -> panel title.
 TRAINING_PANELS = {"reward_mean": "reward (mean)", "accuracy": "accuracy (training samples)",
@@ -55,6 +57,7 @@ def plot_training(history, panels: dict | None = None, window: int = 5, title: s
                              row=k // cols + 1, col=k % cols + 1)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
+        pfig.update_yaxes(title_text=name, row=k // cols + 1, col=k % cols + 1)  # the HTML names its axes too
         ax.tick_params(labelsize=7)
     for k in range(n, rows * cols):
         axes[k // cols][k % cols].axis("off")
@@ -63,7 +66,7 @@ def plot_training(history, panels: dict | None = None, window: int = 5, title: s
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     pfig.update_layout(title=title, template="plotly_white", height=300 * rows)
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
 
 
 def plot_run_summary(summary, title: str = "Held-out accuracy and thinking length, before and after RL"):
@@ -96,4 +99,4 @@ def plot_run_summary(summary, title: str = "Held-out accuracy and thinking lengt
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     pfig.update_layout(title=title, barmode="group", template="plotly_white")
-    return fig, pfig
+    return fig, with_axis_titles(fig, pfig)
