@@ -101,8 +101,8 @@ def prepare_for_book(nb, nav: str = ""):
             for out in cell.get("outputs", []):
                 data = out.get("data", {})
                 if _WIDGET in data:
-                    if str(data.get("text/plain", "")).startswith(("Loading", "HBox(children=(HTML(value=''), FloatProgress")):
-                        continue  # a progress bar: nothing to read after the run
+                    if re.search(r"\d+%\|", str(data.get("text/plain", ""))):
+                        continue  # a progress bar (tqdm's "42%|####"): nothing to read after the run
                     outputs.append(nbformat.v4.new_output("display_data", data={
                         "text/html": "<p><i>An interactive widget: run this notebook in JupyterLab "
                                      "(<code>make lab</code>) or serve it with <code>qwqlab dashboard</code> "

@@ -172,3 +172,28 @@ def test_save_figure_is_slide_quality(tmp_path):
     dpi = Image.open(tmp_path / "line.png").info["dpi"]
     assert round(dpi[0]) == figures.SLIDE_DPI == 200
     assert (tmp_path / "line.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_the_book_page_drops_progress_bars_describes_widgets_and_folds_solutions():
+    from qwqlab.book import prepare_for_book
+
+    v4 = nbformat.v4
+    widget = "application/vnd.jupyter.widget-view+json"
+    nb = v4.new_notebook(cells=[
+        v4.new_markdown_cell("# 99 · t"),
+        v4.new_code_cell("setup", metadata={"tags": ["qwqlab-setup"]}),
+        v4.new_code_cell("sample()", outputs=[v4.new_output("display_data", data={
+            widget: {}, "text/plain": "sampling:  42%|####      | 5/12"})]),
+        v4.new_code_cell("explorer", outputs=[v4.new_output("execute_result", data={
+            widget: {}, "text/plain": "VBox(children=(...))"}, execution_count=1)]),
+        v4.new_code_cell("answer = None", metadata={"tags": ["exercise"]},
+                         outputs=[v4.new_output("stream", name="stdout", text="Not yet.")]),
+        v4.new_code_cell("answer = 1 < 2", metadata={"tags": ["solution"]}),
+    ])
+    page = prepare_for_book(nb, nav="<nav>x</nav>")
+    sources = [c.source for c in page.cells]
+    assert sources[0] == "<nav>x</nav>" and "setup" not in sources
+    assert page.cells[2].outputs == []                                   # the progress bar is gone
+    assert "interactive widget" in page.cells[3].outputs[0]["data"]["text/html"]
+    assert page.cells[4].outputs == []                                   # an exercise is for the reader to fill
+    assert page.cells[5].cell_type == "markdown" and "<details" in sources[5] and "1 &lt; 2" in sources[5]
