@@ -101,7 +101,7 @@ def test_benchmark_bars_draw_own_confidence_intervals():
     t = R.add_results(R.load_published(), own)
     static, interactive = P.plot_benchmark_bars(t, benchmarks=["MATH subset"])
     (bar,) = interactive.data
-    assert list(bar.y) == ["lab run · MATH subset"] and list(bar.marker.color) == [P.OWN_COLOR]
+    assert list(bar.y) == ["lab run"] and list(bar.marker.color) == [P.OWN_COLOR]
     assert (list(bar.error_x.array), list(bar.error_x.arrayminus)) == ([10.0], [15.0])
     segments = [seg for coll in static.axes[0].collections for seg in coll.get_segments()]
     assert any(np.allclose(seg[:, 0], [60.0, 85.0]) for seg in segments)  # the error bar spans the interval

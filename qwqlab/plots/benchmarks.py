@@ -101,7 +101,7 @@ def plot_benchmark_bars(table, benchmarks=None, models=None, metric="pass@1", hi
     fig = plt.figure(figsize=(7.2 * ncols, 0.36 * sum(heights) + 1.0), layout="constrained")
     spec = fig.add_gridspec(len(grid), ncols, height_ratios=heights)
     pfig = make_subplots(rows=len(grid), cols=ncols, row_heights=[h / sum(heights) for h in heights],
-                         vertical_spacing=0.35 / len(grid), horizontal_spacing=0.28,
+                         vertical_spacing=0.35 / len(grid), horizontal_spacing=0.34,
                          subplot_titles=[("this lab: " if k[0] else "") + k[1] for row in grid for k in row])
     renderer = fig.canvas.get_renderer()
     for r, row in enumerate(grid):
@@ -158,12 +158,14 @@ def plot_benchmark_bars(table, benchmarks=None, models=None, metric="pass@1", hi
             upper = [(c["top"] - c["y"]) if c["top"] is not None else (c["ci"][1] - c["y"]) if c["ci"] else 0
                      for c in rows]
             lower = [(c["y"] - c["ci"][0]) if c["ci"] else 0 for c in rows]
-            pfig.add_bar(x=[c["y"] for c in rows], y=[f"{c['model']} · {c['benchmark']}" if several else c["model"]
-                                                   for c in rows],
+            short = [b if len(b) <= 14 else b[len(benchmark_family(b)):].strip() for b in (c["benchmark"] for c in rows)]
+            pfig.add_bar(x=[c["y"] for c in rows], y=[f"{c['model']} · {tag}" if several and not key[0] else c["model"]
+                                                   for c, tag in zip(rows, short)],
                          orientation="h", marker_color=colors, text=[c["text"] for c in rows],
                          textposition="outside", hovertext=hover, hoverinfo="text", showlegend=False,
                          name=key[1], marker_pattern_shape=["x" if c["top"] is not None else "" for c in rows],
-                         error_x={"type": "data", "array": upper, "arrayminus": lower, "visible": True},
+                         error_x={"type": "data", "array": upper, "arrayminus": lower, "visible": True}
+                         if any(upper) or any(lower) else None,
                          row=r + 1, col=col + 1)
             pfig.update_xaxes(title_text="score (%)", range=[0, 115], row=r + 1, col=col + 1)
             pfig.update_yaxes(autorange="reversed", row=r + 1, col=col + 1)

@@ -63,7 +63,10 @@ def test_the_book_reads_offline_from_file_urls(book, browser, screenshot_dir, re
             for href in links:
                 target, _, anchor = href.partition("#")
                 page.goto(target)
-                assert page.title() or target.endswith((".png", ".svg")), href
+                page.wait_for_load_state("load")
+                assert page.evaluate("document.body !== null && document.body.children.length > 0"), href
+                if "/figures/" in target and target.endswith(".html"):  # an interactive figure draws offline
+                    page.locator(".js-plotly-plot").first.wait_for(timeout=20_000)
                 if anchor:
                     assert page.evaluate("a => !!document.getElementById(decodeURIComponent(a))", anchor), \
                         f"{start}: {href} has no such anchor"
