@@ -118,7 +118,8 @@ def trace_reader(traces, models=("QwQ-32B", "DeepSeek-R1"), markers=None, split:
     left = w.Dropdown(options=names, value=models[0], description="left")
     right = w.Dropdown(options=names, value=models[1], description="right")
     # HTMLMath: the responses' LaTeX (\\frac, \\[ ... \\]) is typeset in the browser, not shown raw.
-    panes = [w.HTMLMath(layout=w.Layout(width="50%")), w.HTMLMath(layout=w.Layout(width="50%"))]
+    panes = [w.HTMLMath(layout=w.Layout(width="50%", overflow="auto")),
+             w.HTMLMath(layout=w.Layout(width="50%", overflow="auto"))]
 
     def marked(text: str) -> str:
         escaped = html.escape(text or "")
@@ -138,9 +139,10 @@ def trace_reader(traces, models=("QwQ-32B", "DeepSeek-R1"), markers=None, split:
                 f"(gold <code>{html.escape(str(row['gold_answer']))}</code>): qwqlab says <b>{verdict}</b>"
                 + (f", the source's judge says <b>{html.escape(str(judge))}</b>" if judge != "" else ""))
         return (f"<div style='padding:4px 8px'>{head}"
-                f"<div style='margin:6px 0;white-space:pre-wrap'>{marked(row['answer_text'])}</div>"
+                f"<div style='margin:6px 0;white-space:pre-wrap;overflow:auto'>{marked(row['answer_text'])}</div>"
                 f"<details><summary>thinking ({int(row['think_tokens']):,} tokens)</summary>"
-                f"<div style='white-space:pre-wrap;max-height:420px;overflow-y:auto;font-size:90%'>"
+                f"<div class='tex2jax_ignore mathjax_ignore' "  # thinking is raw text: "$20,000" is money, not maths
+                f"style='white-space:pre-wrap;overflow-wrap:anywhere;max-height:420px;overflow-y:auto;font-size:90%'>"
                 f"{marked(row['thinking'])}</div></details></div>")
 
     def update(_=None):
