@@ -41,8 +41,10 @@ def install() -> None:
 
 
 def in_notebook() -> bool:
-    """Whether this process is a Jupyter kernel (ipykernel is imported only there)."""
-    return "ipykernel" in sys.modules
+    """Whether this code runs in a Jupyter kernel (IPython's shell there is the ZMQ one)."""
+    ipython = sys.modules.get("IPython")  # never imported here: a kernel has it already
+    shell = ipython.get_ipython() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def say(text: str) -> None:

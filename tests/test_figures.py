@@ -197,3 +197,17 @@ def test_the_book_page_drops_progress_bars_describes_widgets_and_folds_solutions
     assert "interactive widget" in page.cells[3].outputs[0]["data"]["text/html"]
     assert page.cells[4].outputs == []                                   # an exercise is for the reader to fill
     assert page.cells[5].cell_type == "markdown" and "<details" in sources[5] and "1 &lt; 2" in sources[5]
+
+
+def test_informational_lines_go_to_stderr_in_a_terminal_and_stdout_in_a_kernel(capsys):
+    """A pink stderr box in a notebook reads as an error; in a terminal stdout stays machine-readable."""
+    from qwqlab import quiet
+
+    quiet.say("qwqlab: hello")
+    assert capsys.readouterr().err == "qwqlab: hello\n"
+    import logging
+    record = logging.LogRecord("bitsandbytes.backends.cpu.ops", logging.WARNING, "", 0,
+                               "Failed to load CPU gemm_4bit_forward from kernels-community: %s", ("x",), None)
+    other = logging.LogRecord("bitsandbytes.backends.cpu.ops", logging.WARNING, "", 0, "a real problem", (), None)
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    assert not all(f.filter(record) for f in logger.filters) and all(f.filter(other) for f in logger.filters)
