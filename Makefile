@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 FIGURES ?= figures
 PYTEST_ARGS ?=
 
-.PHONY: figures test lint test-kernels test-latest lock lab venv browser sandbox clean nano benchmarks
+.PHONY: figures book test lint test-kernels test-latest lock lab venv browser sandbox clean nano benchmarks
 
 # The versions come from constraints.txt (exact pins, so a new release cannot break a fresh
 # clone between two runs); pyproject.toml keeps ranges for installing qwqlab elsewhere.
@@ -39,6 +39,9 @@ test-latest: browser sandbox
 
 figures: venv  ## the main job: every notebook headless on qwq-nano, figures + manifest in $(FIGURES)/
 	MPLBACKEND=Agg $(PY) -m qwqlab figures --out $(FIGURES)
+
+book: venv  ## every notebook run headless (as `make figures`), then a static HTML book in build/book/
+	MPLBACKEND=Agg $(PY) -m qwqlab book --figures $(FIGURES) --out build/book
 
 # Debian's Chromium for the browser tests (tests/browser): Playwright drives it, since a test
 # tool's own browser download cannot work offline. Installed once when run as root; otherwise
@@ -98,4 +101,4 @@ benchmarks: venv
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .venv-latest $(FIGURES) .pytest_cache
+	rm -rf $(VENV) .venv-latest $(FIGURES) build .pytest_cache

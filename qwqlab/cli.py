@@ -3,8 +3,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+
+class UsageError(ValueError):
+    """A command-line mistake (a missing file, a bad value); the message names it and the fix."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a wrong option is one line naming the fix (not a usage block), exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
 def _train_nano(args):
@@ -35,10 +47,25 @@ def _measure_nano(args):
 def _figures(args):
     from qwqlab.figures import run_notebooks
 
+    missing = [p for p in args.notebooks if not Path(p).is_file()]
+    if missing:  # said before anything is run or any folder is made
+        raise UsageError(f"no such notebook: {', '.join(missing)} (give paths such as "
+                         "notebooks/02_rollout_sampling.ipynb, or none to run all)")
     manifest = run_notebooks(args.out, notebooks=args.notebooks or None)
     for name, entry in manifest["notebooks"].items():
         print(f"{name}: {len(entry['figures'])} figures in {entry['seconds']} s")
+        for problem in entry.get("page_problems", []):  # what a class would see that it should not
+            print(f"  not clean: {problem}")
     print(f"all notebooks: {manifest['total_seconds']} s; manifest at {args.out}/manifest.json")
+
+
+def _book(args):
+    from qwqlab.book import build_book
+
+    if args.executed is None:  # run every notebook first, as `qwqlab figures` does
+        _figures(argparse.Namespace(out=args.figures, notebooks=[]))
+    pages = build_book(args.executed or args.figures, args.out, figures=args.figures)
+    print(f"the book: {len(pages)} pages; open {Path(args.out).resolve() / 'index.html'}")
 
 
 def _info(args):
@@ -145,34 +172,44 @@ def _eval(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qwqlab", description=__doc__)
+    p = _Parser(prog="qwqlab", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    p.commands = sub.choices  # name -> its parser
 
     t = sub.add_parser("train-nano", help="train qwq-nano from scratch (about 10 min on 2 CPU cores)")
     t.add_argument("--out", default="data/models/qwq-nano", help="folder to write the checkpoint to")
     t.add_argument("--steps", type=int, default=1200, help="optimizer steps")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="random seed of the training data and initial weights")
     t.add_argument("--eval-problems", type=int, default=1000, help="held-out problems for the model card")
     t.add_argument("--no-measure", action="store_true", help="skip the evaluation and model card")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train_nano)
 
     m = sub.add_parser("measure-nano", help="re-measure a qwq-nano checkpoint's model-card figures")
-    m.add_argument("--model", default="qwq-nano")
-    m.add_argument("--eval-problems", type=int, default=1000)
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--model", default="qwq-nano", help="'qwq-nano' (bundled) or a checkpoint folder")
+    m.add_argument("--eval-problems", type=int, default=1000, help="held-out problems to measure on")
+    m.add_argument("--seed", type=int, default=0, help="sampling seed of the measurement")
     m.add_argument("--write", action="store_true",
                    help="rewrite the checkpoint's measured.json and model card (README.md) with the new figures")
     m.set_defaults(func=_measure_nano)
 
     f = sub.add_parser("figures", help="run every notebook headless and write its figures")
-    f.add_argument("--out", default="figures")
+    f.add_argument("--out", default="figures", help="folder for the figures and manifest.json (made when the run starts)")
     f.add_argument("notebooks", nargs="*", help="notebooks to run (default: all in notebooks/)")
     f.set_defaults(func=_figures)
 
+    b = sub.add_parser("book", help="the executed notebooks as a static HTML site (make book)",
+                       description="Run every notebook (as `qwqlab figures`), then write a static HTML book of "
+                       "the executed notebooks, their figures, the exercises and a glossary; it opens from file://.")
+    b.add_argument("--out", default="build/book", help="folder for the book (index.html and one page per notebook)")
+    b.add_argument("--figures", default="figures", help="folder the notebooks' figures and executed copies go to")
+    b.add_argument("--executed", default=None, help="build from the executed notebooks already in this folder "
+                   "(a `qwqlab figures --out` folder) instead of running them again")
+    b.set_defaults(func=_book)
+
     i = sub.add_parser("info", help="device and memory estimates for the known models")
-    i.add_argument("--bits", type=int, default=4, choices=(4, 8, 16, 32))
-    i.add_argument("--context", type=int, default=32768)
+    i.add_argument("--bits", type=int, default=4, choices=(4, 8, 16, 32), help="weight precision of the estimate")
+    i.add_argument("--context", type=int, default=32768, help="context length in tokens (KV cache)")
     i.set_defaults(func=_info)
 
     r = sub.add_parser("train", help="GRPO from an experiment file, on qwqlab's loop or TRL's GRPOTrainer",
@@ -239,16 +276,46 @@ def build_parser() -> argparse.ArgumentParser:
     from qwqlab.dashboard import DASHBOARDS
     d = sub.add_parser("dashboard", help="serve one explorer as a page with no code (Voila), for a projector")
     d.add_argument("name", nargs="?", choices=list(DASHBOARDS), help="which explorer; none lists them")
-    d.add_argument("--port", type=int, default=8866)
+    d.add_argument("--port", type=int, default=8866, help="port of the page (http://127.0.0.1:PORT/)")
     d.add_argument("--ip", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
     d.add_argument("--open", action="store_true", help="open it in the default web browser")
     d.set_defaults(func=_dashboard)
     return p
 
 
+#: What a user can fix is answered in one line and exit code 2; anything else is a bug and keeps its
+#: traceback. ``QWQLAB_TRACEBACK=1`` shows the traceback of the first kind too.
+_USER_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, UsageError)
+
+
+def _user_errors() -> tuple:
+    from qwqlab.config import ConfigError
+    from qwqlab.models import ModelLoadError
+
+    return (*_USER_ERRORS, ConfigError, ModelLoadError)
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename is not None:
+        return (f"{e.filename}: {e.strerror or e} (the path is taken relative to {Path.cwd()}; "
+                "check its spelling, or give an absolute path)")
+    return " ".join(str(e).split())
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args) or 0
+    """Run one ``qwqlab`` command. Every command's user errors (a missing file, a bad config, a wrong
+    option) end here as one line on stderr naming the file and the fix, with exit code 2."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's own parser, so the hint names its --help
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return args.func(args) or 0
+    except Exception as e:
+        if not isinstance(e, _user_errors()) or os.environ.get("QWQLAB_TRACEBACK"):
+            raise
+        print(f"qwqlab {args.command}: {_one_line(e)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from qwqlab.paths import REPO_ROOT
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 FIGURES_ENV = "QWQLAB_FIGURES"
+SLIDE_DPI = 200
 
 
 def figure_dir() -> Path:
@@ -43,7 +44,7 @@ def data_hash(data) -> str:
 
 
 def save_figure(name: str, static=None, interactive=None, data=None, out: str | Path | None = None) -> dict:
-    """Write a figure as PNG (matplotlib ``static``) and HTML (plotly ``interactive``).
+    """Write a figure as PNG at 200 dpi and SVG (matplotlib ``static``) and HTML (plotly ``interactive``).
 
     The HTML shares one ``plotly.min.js`` beside it, so it draws offline. Returns the
     manifest entry (also appended to ``manifest.jsonl`` in the folder).
@@ -52,8 +53,10 @@ def save_figure(name: str, static=None, interactive=None, data=None, out: str | 
     out.mkdir(parents=True, exist_ok=True)
     files = []
     if static is not None:
-        static.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-        files.append(f"{name}.png")
+        # Slide quality: 200 dpi, and an SVG that scales to any projector (no date: same bytes each run).
+        static.savefig(out / f"{name}.png", dpi=SLIDE_DPI, bbox_inches="tight", metadata={"Software": None})
+        static.savefig(out / f"{name}.svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
+        files += [f"{name}.png", f"{name}.svg"]
     if interactive is not None:
         interactive.write_html(out / f"{name}.html", include_plotlyjs="directory", full_html=True,
                                div_id=f"qwqlab-{name}")
@@ -101,12 +104,19 @@ def execute_notebook(path: str | Path, parameters: dict | None = None, out_dir: 
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         os.environ[FIGURES_ENV] = str(Path(out_dir).resolve())
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    # The kernel draws figures inline, as JupyterLab's does, so an executed notebook shows (and a
+    # test can check) what a class sees; the caller's own MPLBACKEND (Agg in tests) is put back after.
+    old_backend = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(path.parent)}})
         client.execute()
     finally:
+        if old_backend is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = old_backend
         if out_dir is not None:
             if old is None:
                 os.environ.pop(FIGURES_ENV, None)
@@ -115,6 +125,61 @@ def execute_notebook(path: str | Path, parameters: dict | None = None, out_dir: 
     if save_executed:
         nbformat.write(nb, save_executed)
     return nb
+
+
+_WARNING_WORDS = ("Warning:", "WARNING", "warnings.warn", "Traceback (most recent call last)")
+#: Progress bars libraries draw on their own (a class cannot act on them; qwqlab.quiet turns them off).
+_THIRD_PARTY_BARS = ("Loading weights", "Loading checkpoint shards", "Fetching ")
+_RICH = ("text/html", "image/png", "image/svg+xml", "text/markdown", "text/latex",
+         "application/vnd.jupyter.widget-view+json", "application/vnd.plotly.v1+json")
+
+
+def page_problems(nb) -> list[str]:
+    """What a class should not see in an executed notebook, one line each naming the cell.
+
+    A clean page has: no error and no stderr output (a pink box students act on), no warning
+    text anywhere in the outputs, no image shown twice (a cell's returned figure drawn again by
+    the inline backend, or a figure leaked into a later cell), and no stray return value (an
+    ``execute_result`` that is only a repr such as ``{'name': ...}``; a value worth showing is
+    printed or displayed). An empty list means the page is clean.
+    """
+    problems, seen_images = [], {}
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        head = cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ""
+        where = f"cell {i} ({head!r})"
+        for out in cell.get("outputs", []):
+            kind = out.get("output_type")
+            if kind == "error":
+                problems.append(f"{where}: error output {out.get('ename')}: {out.get('evalue', '')[:120]}")
+                continue
+            if kind == "stream":
+                text = out.get("text", "")
+                if out.get("name") == "stderr":
+                    problems.append(f"{where}: stderr output {text.strip()[:160]!r}")
+                    continue
+            else:
+                data = out.get("data", {})
+                text = "\n".join(str(data.get(k, "")) for k in ("text/plain", "text/html", "text/markdown"))
+                png = data.get("image/png")
+                if png:
+                    key = hashlib.sha256(png.encode()).hexdigest()
+                    if key in seen_images:
+                        problems.append(f"{where}: an image already shown in {seen_images[key]}")
+                    seen_images.setdefault(key, where)
+                bar = next((b for b in _THIRD_PARTY_BARS if str(data.get("text/plain", "")).startswith(b)), None)
+                if bar:
+                    problems.append(f"{where}: a third-party progress bar {bar!r}")
+                if kind == "execute_result" and not any(k in data for k in _RICH):
+                    problems.append(f"{where}: stray return value {str(data.get('text/plain', ''))[:80]!r} "
+                                    "(end the line with ';' or print what is meant to be read)")
+            for word in _WARNING_WORDS:
+                if word in text:
+                    line = next((ln for ln in text.splitlines() if word in ln), "")
+                    problems.append(f"{where}: warning text {line.strip()[:160]!r}")
+                    break
+    return problems
 
 
 #: Overrides ``make figures`` applies so that the same commit on the same machine draws the same
@@ -149,8 +214,11 @@ def run_notebooks(out: str | Path = "figures", notebooks: list[str | Path] | Non
     from tqdm.auto import tqdm
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in notebooks] if notebooks else list_notebooks()
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:  # before any folder is made
+        raise FileNotFoundError(2, "no such notebook", ", ".join(missing))
+    out.mkdir(parents=True, exist_ok=True)
     manifest = {"notebooks": {}, "total_seconds": 0.0}
     start = time.perf_counter()
     for path in tqdm(paths, desc="notebooks", disable=not progress):
@@ -158,12 +226,14 @@ def run_notebooks(out: str | Path = "figures", notebooks: list[str | Path] | Non
         if (nb_out / "manifest.jsonl").exists():
             (nb_out / "manifest.jsonl").unlink()
         t = time.perf_counter()
-        execute_notebook(path, (parameters or {}).get(path.stem), out_dir=nb_out)
+        # The executed notebook is kept beside its figures: `qwqlab book` turns it into a page.
+        nb = execute_notebook(path, (parameters or {}).get(path.stem), out_dir=nb_out,
+                              save_executed=nb_out / path.name)
         figs = []
         if (nb_out / "manifest.jsonl").exists():
             figs = [json.loads(line) for line in (nb_out / "manifest.jsonl").read_text().splitlines() if line]
         manifest["notebooks"][path.stem] = {
-            "seconds": round(time.perf_counter() - t, 1), "figures": figs,
+            "seconds": round(time.perf_counter() - t, 1), "figures": figs, "page_problems": page_problems(nb),
             "parameters": parameters.get(path.stem, {}),
             "across_machines": ACROSS_MACHINES.get(path.stem, ACROSS_MACHINES["default"])}
     manifest["total_seconds"] = round(time.perf_counter() - start, 1)

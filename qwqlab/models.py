@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,7 +53,8 @@ def get_device(override: str | None = None, verbose: bool = True) -> str:
     else:
         device, reason = "cpu", "no CUDA or MPS device found"
     if verbose:
-        print(f"qwqlab: using {device} ({reason})", file=sys.stderr)
+        from qwqlab.quiet import say
+        say(f"qwqlab: using {device} ({reason})")
     return device
 
 
@@ -192,9 +192,11 @@ def load_model(name_or_path: str = NANO, bits: int | None = None, device: str = 
     # "cuda": spread over every visible GPU; "cuda:N" (one rank of a multi-process run): all on GPU N.
     device_map = "auto" if device == "cuda" else {"": device}
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, quantization_config=quant, device_map=device_map,
-            trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True, **kwargs)
+        from qwqlab.quiet import no_loading_bars
+        with no_loading_bars(quiet=not verbose):  # verbose=False: no "Loading weights" bars either
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=dtype, quantization_config=quant, device_map=device_map,
+                trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True, **kwargs)
         tokenizer = _load_tokenizer(path, trust_remote_code)
     except OSError as e:
         folder = "" if is_local else f" (no such folder here either: {Path.cwd() / path})"

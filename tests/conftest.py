@@ -36,3 +36,8 @@ def fake():
 
     tok = fake_tokenizer()
     return fake_model(tok), tok
+
+
+def pytest_collection_modifyitems(config, items):
+    """The book's test (marker ``book``) builds from the notebooks the notebook tests executed: it runs last."""
+    items.sort(key=lambda item: item.get_closest_marker("book") is not None)  # a stable sort keeps the rest

@@ -33,7 +33,7 @@ def test_save_figure_writes_png_html_and_manifest(tmp_path):
     entry = figures.save_figure("line", static=fig, interactive=go.Figure(go.Scatter(y=[3, 4])),
                                 data={"y": [3, 4]}, out=tmp_path)
     plt.close(fig)
-    assert entry["files"] == ["line.png", "line.html"]
+    assert entry["files"] == ["line.png", "line.svg", "line.html"]
     assert (tmp_path / "line.png").stat().st_size > 0
     assert (tmp_path / "plotly.min.js").exists()  # the HTML draws offline
     lines = (tmp_path / "manifest.jsonl").read_text().splitlines()
@@ -133,3 +133,81 @@ def test_make_figures_runs_every_time_budgeted_notebook_on_a_step_budget():
         overrides = figures.REPRODUCIBLE_PARAMETERS.get(path.stem, {})
         assert set(overrides) <= names, f"{path.stem}: overrides {set(overrides) - names} are not parameters"
         assert all(overrides.get(n, "missing") is None for n in budgets), f"{path.stem}: {budgets} left time-budgeted"
+
+
+def test_page_problems_names_each_kind_of_dirt_by_cell():
+    """What a class should not see, each named with its cell; a clean page gives []."""
+    v4 = nbformat.v4
+    png = {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}
+    nb = v4.new_notebook(cells=[
+        v4.new_code_cell("load()", outputs=[v4.new_output("stream", name="stderr", text="qwqlab: using cpu\n")]),
+        v4.new_code_cell("fig", outputs=[v4.new_output("execute_result", data=png, execution_count=1),
+                                         v4.new_output("display_data", data=png)]),
+        v4.new_code_cell("save_figure('x')", outputs=[v4.new_output("execute_result", data={
+            "text/plain": "{'name': 'x'}"}, execution_count=2)]),
+        v4.new_code_cell("old()", outputs=[v4.new_output("stream", name="stdout",
+                                                         text="x.py:3: FutureWarning: old\n")]),
+        v4.new_code_cell("m = load()", outputs=[v4.new_output("display_data", data={
+            "text/plain": "Loading weights:  0%|", "application/vnd.jupyter.widget-view+json": {}})]),
+        v4.new_code_cell("table", outputs=[v4.new_output("execute_result", data={
+            "text/html": "<table/>", "text/plain": "a b"}, execution_count=3)]),
+    ])
+    problems = figures.page_problems(nb)
+    assert len(problems) == 5, problems
+    assert problems[0].startswith("cell 0 ('load()'): stderr output")
+    assert problems[1].startswith("cell 1 ('fig'): an image already shown in cell 1")
+    assert problems[2].startswith("cell 2 (\"save_figure('x')\"): stray return value")
+    assert problems[3].startswith("cell 3 ('old()'): warning text") and "FutureWarning" in problems[3]
+    assert problems[4].startswith("cell 4 ('m = load()'): a third-party progress bar 'Loading weights'")
+    assert figures.page_problems(v4.new_notebook(cells=[nb.cells[-1]])) == []
+
+
+def test_save_figure_is_slide_quality(tmp_path):
+    from PIL import Image
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [3, 4])
+    figures.save_figure("line", static=fig, out=tmp_path)
+    plt.close(fig)
+    dpi = Image.open(tmp_path / "line.png").info["dpi"]
+    assert round(dpi[0]) == figures.SLIDE_DPI == 200
+    assert (tmp_path / "line.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_the_book_page_drops_progress_bars_describes_widgets_and_folds_solutions():
+    from qwqlab.book import prepare_for_book
+
+    v4 = nbformat.v4
+    widget = "application/vnd.jupyter.widget-view+json"
+    nb = v4.new_notebook(cells=[
+        v4.new_markdown_cell("# 99 · t"),
+        v4.new_code_cell("setup", metadata={"tags": ["qwqlab-setup"]}),
+        v4.new_code_cell("sample()", outputs=[v4.new_output("display_data", data={
+            widget: {}, "text/plain": "sampling:  42%|####      | 5/12"})]),
+        v4.new_code_cell("explorer", outputs=[v4.new_output("execute_result", data={
+            widget: {}, "text/plain": "VBox(children=(...))"}, execution_count=1)]),
+        v4.new_code_cell("answer = None", metadata={"tags": ["exercise"]},
+                         outputs=[v4.new_output("stream", name="stdout", text="Not yet.")]),
+        v4.new_code_cell("answer = 1 < 2", metadata={"tags": ["solution"]}),
+    ])
+    page = prepare_for_book(nb, nav="<nav>x</nav>")
+    sources = [c.source for c in page.cells]
+    assert sources[0] == "<nav>x</nav>" and "setup" not in sources
+    assert page.cells[2].outputs == []                                   # the progress bar is gone
+    assert "interactive widget" in page.cells[3].outputs[0]["data"]["text/html"]
+    assert page.cells[4].outputs == []                                   # an exercise is for the reader to fill
+    assert page.cells[5].cell_type == "markdown" and "<details" in sources[5] and "1 &lt; 2" in sources[5]
+
+
+def test_informational_lines_go_to_stderr_in_a_terminal_and_stdout_in_a_kernel(capsys):
+    """A pink stderr box in a notebook reads as an error; in a terminal stdout stays machine-readable."""
+    from qwqlab import quiet
+
+    quiet.say("qwqlab: hello")
+    assert capsys.readouterr().err == "qwqlab: hello\n"
+    import logging
+    record = logging.LogRecord("bitsandbytes.backends.cpu.ops", logging.WARNING, "", 0,
+                               "Failed to load CPU gemm_4bit_forward from kernels-community: %s", ("x",), None)
+    other = logging.LogRecord("bitsandbytes.backends.cpu.ops", logging.WARNING, "", 0, "a real problem", (), None)
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    assert not all(f.filter(record) for f in logger.filters) and all(f.filter(other) for f in logger.filters)

@@ -3,7 +3,9 @@ import json
 
 import pytest
 
-from qwqlab.figures import NOTEBOOK_DIR, execute_notebook
+from executed import keep
+
+from qwqlab.figures import NOTEBOOK_DIR, execute_notebook, page_problems
 
 NOTEBOOK = NOTEBOOK_DIR / "01_models_and_quantization.ipynb"
 
@@ -11,6 +13,8 @@ NOTEBOOK = NOTEBOOK_DIR / "01_models_and_quantization.ipynb"
 @pytest.mark.slow
 def test_notebook_01_runs_and_writes_its_figures(tmp_path):
     nb = execute_notebook(NOTEBOOK, {"NUM_DRIFT_PROBLEMS": 8}, out_dir=tmp_path)  # 8: small for speed
+    assert page_problems(nb) == []  # a clean page: no stderr, warnings, doubled images, stray values
+    keep(NOTEBOOK, nb)  # the book's test builds its page from this run
     entries = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
     assert [e["name"] for e in entries] == ["nano_footprints", "memory_by_model"]
     for e in entries:
@@ -30,6 +34,14 @@ def test_chat_widget_shows_thinking_and_answer_apart(nano):
     w.controls["generate"].click()
     assert "8+6+0=14" in w.panels["thinking"].value
     assert "\\boxed{874}" in w.panels["answer"].value and "finished by stop" in w.panels["status"].value
+    assert "correct" in w.panels["verdict"].value          # graded by the task, as in training
+    w.controls["prompt"].value = "What is 12+30?"
+    w.controls["generate"].click()
+    verdict = w.panels["verdict"].value
+    assert "correct" in verdict or "the right answer is <b>42</b>" in verdict
+    w.controls["prompt"].value = "Name a colour."
+    w.controls["generate"].click()
+    assert "no verdict" in w.panels["verdict"].value
 
 
 def test_memory_explorer_slider_updates_the_table():

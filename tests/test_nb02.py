@@ -8,7 +8,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from qwqlab.figures import NOTEBOOK_DIR, execute_notebook
+from executed import keep
+
+from qwqlab.figures import NOTEBOOK_DIR, execute_notebook, page_problems
 from qwqlab.paths import nano_dir
 
 NOTEBOOK = NOTEBOOK_DIR / "02_rollout_sampling.ipynb"
@@ -94,12 +96,14 @@ def test_notebook_02_runs_and_writes_its_figures(tmp_path):
               "TEMPERATURES": [0.6, 1.0], "TOKEN_BUDGETS": [8, 32, 64], "BUDGET_GENERATIONS": 2,
               "MAX_NEW_TOKENS": 64, "OUT": str(tmp_path / "rollouts.jsonl")}
     nb = execute_notebook(NOTEBOOK, params, out_dir=tmp_path / "figs")
+    assert page_problems(nb) == []  # a clean page: no stderr, warnings, doubled images, stray values
+    keep(NOTEBOOK, nb)  # the book's test builds its page from this run
     entries = [json.loads(line) for line in (tmp_path / "figs" / "manifest.jsonl").read_text().splitlines()]
     names = {e["name"] for e in entries}
     assert {"answer_spread", "pass_at_k_by_temperature", "maj_at_k_by_temperature",
             "truncation_vs_max_new_tokens"} <= names
     for e in entries:
-        assert set(e["files"]) == {f"{e['name']}.png", f"{e['name']}.html"}
+        assert set(e["files"]) == {f"{e['name']}.png", f"{e['name']}.svg", f"{e['name']}.html"}
         for f in e["files"]:
             assert (tmp_path / "figs" / f).stat().st_size > 1000, f
         assert len(e["data_sha256"]) == 64

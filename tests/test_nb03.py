@@ -9,7 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from qwqlab.figures import NOTEBOOK_DIR, execute_notebook
+from executed import keep
+
+from qwqlab.figures import NOTEBOOK_DIR, execute_notebook, page_problems
 from qwqlab.paths import nano_dir
 
 NOTEBOOK = NOTEBOOK_DIR / "03_reward_shaping.ipynb"
@@ -106,6 +108,8 @@ def test_notebook_03_plots_return_both_figures():
     import matplotlib.pyplot as plt
     import pandas as pd
 
+    from test_plots import untitled_axes
+
     from qwqlab import plots
     from qwqlab import rewards as R
 
@@ -120,6 +124,7 @@ def test_notebook_03_plots_return_both_figures():
     for fig, pfig in (plots.plot_rewards_vs_length(table, ["accuracy", "format"]), plots.plot_length_curves(curves),
                       plots.plot_group_advantages(adv), plots.plot_token_weights(weights)):
         assert hasattr(fig, "savefig") and hasattr(pfig, "write_html") and len(pfig.data) > 0
+        assert untitled_axes(pfig) == [], pfig.layout.title.text
         plt.close(fig)
 
 
@@ -129,10 +134,12 @@ def test_notebook_03_runs_and_writes_its_figures(tmp_path):
     params = {"NUM_PROBLEMS": 4, "NUM_GENERATIONS": 4, "MAX_NEW_TOKENS": 48,  # small: a few seconds of sampling
               "OVERLONG_MAX_LEN": 48, "OVERLONG_CACHE": 16, "COSINE_MAX_LEN": 32}
     nb = execute_notebook(NOTEBOOK, params, out_dir=tmp_path / "figs")
+    assert page_problems(nb) == []  # a clean page: no stderr, warnings, doubled images, stray values
+    keep(NOTEBOOK, nb)  # the book's test builds its page from this run
     entries = [json.loads(line) for line in (tmp_path / "figs" / "manifest.jsonl").read_text().splitlines()]
     assert {e["name"] for e in entries} == FIGURES
     for e in entries:
-        assert set(e["files"]) == {f"{e['name']}.png", f"{e['name']}.html"}
+        assert set(e["files"]) == {f"{e['name']}.png", f"{e['name']}.svg", f"{e['name']}.html"}
         for f in e["files"]:
             assert (tmp_path / "figs" / f).stat().st_size > 1000, f
         assert len(e["data_sha256"]) == 64

@@ -5,7 +5,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from qwqlab.figures import NOTEBOOK_DIR, execute_notebook
+from executed import keep
+
+from qwqlab.figures import NOTEBOOK_DIR, execute_notebook, page_problems
 
 NB = NOTEBOOK_DIR / "04_rl_training.ipynb"
 # Small on purpose: 2 steps of 4 prompts x 4 samples and 16 held-out problems check that every
@@ -55,6 +57,8 @@ def test_nb04_runs_with_recorded_runs(tmp_path):
     runs = tmp_path / "runs"
     _fake_runs(runs)
     nb = execute_notebook(NB, dict(SMALL, RUNS_DIR=str(runs)), out_dir=tmp_path / "figs", timeout=120)
+    assert page_problems(nb) == []  # a clean page: no stderr, warnings, doubled images, stray values
+    keep(NB, nb)  # the book's test builds its page from this run
     figs = {p.name for p in (tmp_path / "figs").iterdir()}
     for name in ("grpo_live_run", "grpo_recorded_runs", "grpo_recorded_runs_held_out"):
         assert {f"{name}.png", f"{name}.html"} <= figs, name

@@ -3,7 +3,9 @@ import json
 
 import pytest
 
-from qwqlab.figures import NOTEBOOK_DIR, execute_notebook
+from executed import keep
+
+from qwqlab.figures import NOTEBOOK_DIR, execute_notebook, page_problems
 from qwqlab.paths import nano_dir
 
 NOTEBOOK = NOTEBOOK_DIR / "05_reasoning_length.ipynb"
@@ -21,6 +23,8 @@ def test_notebook_05_runs_and_writes_its_figures(tmp_path):
               "TRACES_FILE": str(traces), "TRACES_FIELDS": {"question": "q", "response": "out", "correct": "ok"},
               "EXTRA_MARKERS": ["so"]}
     nb = execute_notebook(NOTEBOOK, params, out_dir=tmp_path / "figs")
+    assert page_problems(nb) == []  # a clean page: no stderr, warnings, doubled images, stray values
+    keep(NOTEBOOK, nb)  # the book's test builds its page from this run
     entries = [json.loads(line) for line in (tmp_path / "figs" / "manifest.jsonl").read_text().splitlines()]
     names = {e["name"] for e in entries}
     assert {"length_summary", "accuracy_by_length", "length_distributions", "length_vs_pass_rate",

@@ -3,7 +3,9 @@ import json
 
 import pytest
 
-from qwqlab.figures import NOTEBOOK_DIR, execute_notebook
+from executed import keep
+
+from qwqlab.figures import NOTEBOOK_DIR, execute_notebook, page_problems
 
 REPO = NOTEBOOK_DIR.parent
 
@@ -21,6 +23,8 @@ def test_notebook_06_runs_and_writes_its_figures(tmp_path):
               "OWN_RESULTS": [{"model": "test-run", "benchmark": "AIME24", "score": 12.5, "params_total_b": 1.5}],
               "EVAL_RESULTS": [str(tmp_path / "qwq32b.result.json")]}
     nb = execute_notebook(NOTEBOOK, params, out_dir=tmp_path)
+    assert page_problems(nb) == []  # a clean page: no stderr, warnings, doubled images, stray values
+    keep(NOTEBOOK, nb)  # the book's test builds its page from this run
     entries = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
     names = [e["name"] for e in entries]
     assert names == ["benchmark_bars", "size_efficiency_AIME24", "misattributed_figures", "lab_against_published"]

@@ -1,5 +1,6 @@
 """qwqlab.teaching: the hosted-kernel set-up cell (run in real kernels) and the teacher's notes' times."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -189,3 +190,52 @@ def test_setup_cell_without_a_known_url_asks_for_one_plainly(tmp_path):
     from nbclient.exceptions import CellExecutionError
     with pytest.raises(CellExecutionError, match="QWQLAB_REPO"):
         NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+
+
+def test_notebooks_state_the_run_time_the_notes_state():
+    """Each notebook's stated time is the manifest's, through the same markers as the teacher's notes."""
+    from qwqlab.figures import list_notebooks
+    from qwqlab.teaching import run_times_in
+
+    notes = run_times_in((REPO_ROOT / "notebooks" / "README.md").read_text())
+    for path in list_notebooks():
+        intro = nbformat.read(path, as_version=4).cells[1].source
+        stated = run_times_in(intro)
+        assert list(stated) == [path.stem], f"{path.name}: its intro states its time through one marker"
+        assert stated[path.stem] == notes[path.stem], f"{path.name} says {stated}, the notes {notes[path.stem]}"
+
+
+def test_fill_notebook_run_times_writes_the_manifests_time(tmp_path):
+    import shutil
+
+    from qwqlab.figures import list_notebooks
+    from qwqlab.teaching import fill_notebook_run_times, run_times_in
+
+    src = list_notebooks()[0]
+    shutil.copy(src, tmp_path / src.name)
+    changed = fill_notebook_run_times(tmp_path, {"notebooks": {src.stem: {"seconds": 95.0}}})
+    assert changed == [tmp_path / src.name]
+    assert run_times_in(nbformat.read(changed[0], as_version=4).cells[1].source) == {src.stem: "1.6 min"}
+    assert fill_notebook_run_times(tmp_path, {"notebooks": {src.stem: {"seconds": 95.0}}}) == []
+
+
+def test_the_notes_name_every_dashboard_and_no_stale_claim():
+    from qwqlab.dashboard import DASHBOARDS
+
+    text = (REPO_ROOT / "notebooks" / "README.md").read_text()
+    assert "once notebook 03's explorer exists" not in text and "once it exists" not in text
+    for name in DASHBOARDS:
+        assert f"`{name}`" in text, name
+
+
+def test_readme_starts_a_teacher_at_make_lab_and_times_each_command():
+    from qwqlab.teaching import run_times_in
+
+    text = (REPO_ROOT / "README.md").read_text()
+    first_block = text.split("```bash", 1)[1].split("```", 1)[0]
+    assert first_block.strip().startswith("make lab")
+    for command in ("make lab", "make figures", "make book", "make test", "make nano"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{command}`"))
+        assert re.search(r"\d+ (s|min)", row), f"README: no time for {command}"
+    notes = run_times_in((REPO_ROOT / "notebooks" / "README.md").read_text())
+    assert run_times_in(text)["total"] == notes["total"]

@@ -69,3 +69,41 @@ def test_length_explorer_follows_its_controls():
     assert box.report.summary["accuracy"].iloc[0] == 1.0
     assert (box.shown["correct"] == 1.0).all()
     assert len(box.figures) == 2
+
+
+def _explorers():
+    from qwqlab import results, widgets
+
+    table = results.add_results(results.load_published(), results.own_results(nano=True, traces=False))
+    yield "memory", widgets.memory_explorer(names=["Qwen/QwQ-32B"], bits=(4,), context_tokens=4096), "context", 8192
+    yield "lengths", widgets.length_explorer(synthetic_rollouts(120), bins=3), "bins", 5
+    yield "benchmarks", widgets.benchmark_explorer(table, scatter_benchmark="AIME24"), "scatter", "GPQA-Diamond"
+
+
+def test_every_explorer_has_full_aligned_labels_and_a_reset_button():
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    from qwqlab.widgets import LABEL_WIDTH
+
+    for name, box, control, moved in _explorers():
+        first = box.controls[control].value
+        box.controls[control].value = moved
+        assert box.controls[control].value == moved, name
+        box.reset.click()
+        assert box.controls[control].value == first, name
+        assert box.reset in box.children and box.reset.description == "Reset"
+        for c in box.controls.values():
+            if not isinstance(c, w.Button) and hasattr(c.style, "description_width"):
+                assert c.style.description_width == LABEL_WIDTH, (name, c.description)
+        plt.close("all")
+
+
+def test_arithmetic_task_reads_a_typed_question():
+    from qwqlab.tasks import ArithmeticTask
+
+    task = ArithmeticTask()
+    p = task.problem_for(" What is 25 + 17? ")
+    assert p.answer == "42" and p.question == "What is 25+17?"
+    assert task.grade("25+17.\n</think>\n\n\\boxed{42}", p) == 1.0
+    assert task.problem_for("How many r's are in strawberry?") is None

@@ -10,6 +10,7 @@ really does pay.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 from qwqlab.chat import THINK_CLOSE, build_prompt, format_answer
@@ -116,6 +117,17 @@ class ArithmeticTask:
             out.append(Problem(id=f"add-{self.split}-{self.seed}-{i}", question=f"What is {a}+{b}?",
                                answer=str(a + b), meta={"a": a, "b": b}))
         return out
+
+    def problem_for(self, question: str) -> Problem | None:
+        """The problem a question in this task's words asks ("What is 25+17?"), or ``None``.
+
+        Lets a chat box grade a typed question as training does (``grade``).
+        """
+        m = re.fullmatch(r"\s*What is (\d+)\s*\+\s*(\d+)\s*\?\s*", question)
+        if m is None:
+            return None
+        a, b = int(m.group(1)), int(m.group(2))
+        return Problem(id=f"add-typed-{a}-{b}", question=f"What is {a}+{b}?", answer=str(a + b), meta={"a": a, "b": b})
 
     def prompt(self, tokenizer, problem: Problem) -> str:
         return build_prompt(tokenizer, problem.question)

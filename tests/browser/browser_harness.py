@@ -202,7 +202,7 @@ SNAPSHOT_JS = """
 (root) => {
   const scope = root || document;
   const texts = [];
-  for (const el of scope.querySelectorAll('.jp-OutputArea-output, .widget-output, .widget-html-content, table')) {
+  for (const el of scope.querySelectorAll('.jp-OutputArea-output, .widget-output, .widget-html-content, .widget-htmlmath-content, table')) {
     const clone = el.cloneNode(true);
     clone.querySelectorAll('.widget-readout, input, textarea, select, .widget-slider, script, style, .js-plotly-plot')
          .forEach(n => n.remove());

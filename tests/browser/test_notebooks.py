@@ -64,6 +64,8 @@ def prepare(notebook: Path, folder: Path, parameters: dict) -> str:
     """Write a test copy of ``notebook`` into ``folder``: small parameters, run from notebooks/."""
     nb = nbformat.read(notebook, as_version=4)
     inject_parameters(nb, parameters)
+    for cell in nb.cells:  # a folded solution shows no "[n]:" prompt; unfolded, every cell proves it ran
+        cell.get("metadata", {}).get("jupyter", {}).pop("source_hidden", None)
     # Run as if from notebooks/ so that paths relative to it resolve as they do for a student.
     nb.cells.insert(0, nbformat.v4.new_code_cell(f"import os; os.chdir({str(NOTEBOOK_DIR)!r})",
                                                  metadata={"tags": ["injected-by-browser-test"]}))
