@@ -30,7 +30,7 @@ def notebook_parameters() -> dict:
     nb = nbformat.read(NOTEBOOK_DIR / "04_rl_training.ipynb", as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
     values: dict = {}
-    exec(cell.source, {}, values)  # noqa: S102: the repository's own notebook
+    exec(cell.source, {}, values)  # the repository's own notebook, not user input
     return values
 
 

@@ -181,3 +181,26 @@ def test_the_decoder_a_student_reads_is_plain():
     for internal in ("_attn_implementation", "AttentionInterface", "DynamicLayer", "modeling_qwen2"):
         assert internal not in text, internal
     assert len(text.splitlines()) <= 350
+
+
+def test_modules_stay_one_job_sized_and_no_large_file_outside_data():
+    """issue 22: every module at most about 600 lines (one job each), and no tracked file over
+    1 MB outside data/ (a wheel or a build belongs in the install, not the repository)."""
+    long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 620}
+    assert not long, f"modules over ~600 lines: {long}; split them by job"
+    try:
+        files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout: the tracked files are unknown")
+    big = [f for f in files if not f.startswith("data/") and (ROOT / f).is_file() and (ROOT / f).stat().st_size > 1 << 20]
+    assert not big, f"files over 1 MB outside data/: {big}"
+
+
+def test_ruff_finds_no_error():
+    """`make lint`'s check as a test (errors only: pyflakes and syntax; settings in pyproject.toml)."""
+    ruff = Path(sys.prefix) / "bin" / "ruff"
+    if not ruff.exists():
+        pytest.skip(f"ruff is not installed in {sys.prefix}: it comes with the test extra (`make test`)")
+    out = subprocess.run([str(ruff), "check", "qwqlab", "tests", "scripts", "benchmarks"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:]
