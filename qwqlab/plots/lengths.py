@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ["plot_length_summary", "plot_length_distributions", "plot_accuracy_by_length", "plot_length_vs_pass_rate", "plot_marker_rates", "plot_length_over_steps", "plot_missing_premise", "plot_thinking_efficiency"]
 
-from qwqlab.plots.style import OUTCOME_COLORS, _groups, with_axis_titles
+from qwqlab.plots.style import OUTCOME_COLORS, groups_of, with_axis_titles
 
 
 def plot_length_summary(summary, by: str = "run", title: str = "Mean tokens per completion"):
@@ -43,7 +43,7 @@ def plot_length_distributions(rollouts, length: str = "think_tokens", by: str | 
 
     from qwqlab.lengths import correctness_label
 
-    groups = _groups(rollouts, by)
+    groups = groups_of(rollouts, by)
     title = title or f"{length} of correct and incorrect completions"
     lengths = rollouts[length].astype(float)
     edges = np.histogram_bin_edges(lengths, bins=bins) if len(lengths) else np.arange(2)
@@ -82,7 +82,7 @@ def plot_accuracy_by_length(by_bucket, by: str | None = None,
     # bucket after its longest.
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     pfig = go.Figure()
-    for key, g in _groups(by_bucket, by):
+    for key, g in groups_of(by_bucket, by):
         g = g.sort_values("mean_length")
         label = str(key) if key is not None else "all"
         ax.plot(g["mean_length"], g["accuracy"], marker="o", label=label)
@@ -109,7 +109,7 @@ def plot_length_vs_pass_rate(by_problem, by: str | None = None,
 
     fig, ax = plt.subplots(figsize=(6, 3.8))
     pfig = go.Figure()
-    for key, g in _groups(by_problem, by):
+    for key, g in groups_of(by_problem, by):
         label = str(key) if key is not None else "problems"
         ax.scatter(g["pass_rate"], g["mean_length"], s=14, alpha=0.6, label=label)
         pfig.add_scatter(x=g["pass_rate"], y=g["mean_length"], mode="markers", name=label, text=g["problem_id"],
@@ -130,7 +130,7 @@ def plot_marker_rates(markers, by: str | None = None, title: str = "Reflection m
     import plotly.graph_objects as go
 
     names = list(dict.fromkeys(markers["marker"]))
-    groups = _groups(markers, by)
+    groups = groups_of(markers, by)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(names) + 1.5), 3.5))
     x = np.arange(len(names))
     w = 0.8 / len(groups)
@@ -158,7 +158,7 @@ def plot_length_over_steps(steps, title: str = "Length over RL steps"):
     right = ax.twinx() if "accuracy" in steps.columns or "reward" in steps.columns else None
     colors = {"think_tokens": "#1f77b4", "completion_tokens": "#ff7f0e", "accuracy": "#2ca02c", "reward": "#d62728"}
     dashes = ["-", "--", "-.", ":"]
-    for i, (key, g) in enumerate(_groups(steps, "run")):
+    for i, (key, g) in enumerate(groups_of(steps, "run")):
         suffix, ls = (f" ({key})" if key is not None else ""), dashes[i % len(dashes)]
         for col in ("think_tokens", "completion_tokens"):
             if col in g.columns:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ["plot_pass_at_k", "plot_truncation", "plot_answer_spread"]
 
-from qwqlab.plots.style import OUTCOME_COLORS, _groups, with_axis_titles
+from qwqlab.plots.style import OUTCOME_COLORS, groups_of, with_axis_titles
 
 
 def plot_pass_at_k(curves, by: str = "temperature", metric: str = "pass@k",
@@ -22,7 +22,7 @@ def plot_pass_at_k(curves, by: str = "temperature", metric: str = "pass@k",
     t = curves[curves["metric"] == metric]
     fig, ax = plt.subplots(figsize=(6, 3.8))
     pfig = go.Figure()
-    for j, (key, g) in enumerate(_groups(t, by)):
+    for j, (key, g) in enumerate(groups_of(t, by)):
         g = g.sort_values("k")
         label = f"{by} {key:g}" if isinstance(key, (int, float)) else (str(key) if key is not None else metric)
         color = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")[j % 6]

@@ -5,7 +5,7 @@ Every ``plot_*`` returns ``(matplotlib_figure, plotly_figure)``; see ``qwqlab.pl
 from __future__ import annotations
 
 __all__ = ["HIGHLIGHT_COLOR", "PEER_COLORS", "OWN_COLOR", "OWN_SHADES", "OUTCOME_COLORS", "text_boxes",
-           "text_overlaps", "place_labels", "with_axis_titles"]
+           "text_overlaps", "place_labels", "with_axis_titles", "groups_of"]
 
 
 # Every figure function returns ``(matplotlib_figure, plotly_figure)``, so a notebook writes
@@ -25,7 +25,7 @@ def _model_colors(models, highlight=None) -> dict:
     return {m: HIGHLIGHT_COLOR if highlight and m == highlight else next(peers) for m in models}
 
 
-def _groups(df, by):
+def groups_of(df, by):
     """``[(label, sub-table)]``: one group per value of ``by``, or the whole table."""
     if not by or by not in df.columns:
         return [(None, df)]
