@@ -38,7 +38,7 @@ CHAT_OUTPUT_JS = """
 (box) => {
   const root = document.querySelector(box);
   const thinking = root.querySelectorAll('textarea')[1];
-  const html = Array.from(root.querySelectorAll('.widget-html-content')).map(e => e.innerText).join('\\n');
+  const html = Array.from(root.querySelectorAll('.widget-html-content, .widget-htmlmath-content')).map(e => e.innerText).join('\\n');
   return (thinking ? thinking.value : '') + '\\n' + html;
 }
 """
