@@ -44,7 +44,7 @@ def _fails_in_one_line(argv, capsys, *needles):
 @pytest.mark.parametrize("command", ["train", "sample"])
 def test_a_missing_experiment_file(command, tmp_path, capsys):
     _fails_in_one_line([command, str(tmp_path / "nope.yaml")], capsys, "nope.yaml", "No such file",
-                       "check its spelling")
+                       "check the path")
 
 
 @pytest.mark.parametrize("command", ["train", "sample"])
