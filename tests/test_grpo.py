@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from layouts import assert_close_in_norm
+
 from qwqlab.grpo import (GRPOConfig, aggregate_loss, clipped_surrogate, compute_advantages,
                          evaluate_policy, kl_estimate, step_seed, token_weights, train_grpo)
 from qwqlab.runs import CheckpointError, latest_checkpoint
@@ -430,7 +432,10 @@ def test_micro_batches_give_the_same_update_as_one_batch(fake, tmp_path):
             grads.append([state[i]["exp_avg"] / 0.1 for i in range(len(state))])
         assert any(float(g.abs().max()) > 1e-4 for g in grads[0])
         for ga, gb in zip(*grads):
-            torch.testing.assert_close(ga, gb, atol=1e-7, rtol=1e-4)
+            # Another batch layout sums in another order, and a gradient's rounding grows through
+            # the layers it is back-propagated through: 1.5e-5 of the norm measured under
+            # MKL_CBWR=COMPATIBLE (make test-kernels). A wrong micro-batch weight is off by ~0.5.
+            assert_close_in_norm(ga, gb, rel=1e-4)
 
 
 # ----------------------------------------------------------------------------- LoRA (peft)
