@@ -21,6 +21,7 @@ C-level power holds the GIL: see ``_verify_killably``); and one call stops using
 from __future__ import annotations
 
 import ast
+import gc
 import logging
 import os
 import re
@@ -60,14 +61,19 @@ _INTERRUPTIBLE = ("sympy", "math_verify", "latex2sympy", "mpmath", "antlr4", "la
 
 @contextmanager
 def _time_limit(seconds: float):
-    """Raise ``_Timeout`` after ``seconds`` of wall time (main thread only; else no limit).
+    """Raise ``_Timeout`` after ``seconds`` of CPU time (main thread only; else no limit).
 
     Math-Verify's own timeouts use ``signal.alarm`` (whole seconds, and an error outside the
     main thread), so qwqlab turns them off and uses a sub-second interval timer instead.
+    The timer counts the process's CPU time (``ITIMER_PROF``), not the wall clock: the
+    limit is on what an answer costs to judge, so a machine busy with other work (CI's
+    parallel jobs, a notebook's training run) does not turn a correct answer into a timeout.
+    For the same reason the cyclic garbage collector waits until the judgement ends: a full
+    collection of a large process's heap (0.2-0.7 s measured) is not the answer's cost.
     The timer repeats every 20 ms and raises only when it interrupts Math-Verify's own code
     (not, say, a garbage-collector callback, where Python would print and drop the
-    exception), or after half a second of trying. A timer that was already running
-    (someone else's alarm) is re-armed afterwards.
+    exception), or after half a second of trying. A profiling timer that was already
+    running is re-armed afterwards.
     """
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
@@ -80,16 +86,20 @@ def _time_limit(seconds: float):
         if fired[0] > 25 or any(part in where for part in _INTERRUPTIBLE):
             raise _Timeout()
 
-    old_handler = signal.signal(signal.SIGALRM, _raise)
-    start = time.monotonic()
-    old_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds, 0.02)
+    old_handler = signal.signal(signal.SIGPROF, _raise)
+    collecting = gc.isenabled()
+    gc.disable()
+    start = time.process_time()
+    old_delay, _ = signal.setitimer(signal.ITIMER_PROF, seconds, 0.02)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old_handler)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, old_handler)
+        if collecting:
+            gc.enable()
         if old_delay > 0:
-            signal.setitimer(signal.ITIMER_REAL, max(1e-3, old_delay - (time.monotonic() - start)))
+            signal.setitimer(signal.ITIMER_PROF, max(1e-3, old_delay - (time.process_time() - start)))
 
 
 def _is_risky(latex: str) -> bool:
@@ -192,6 +202,9 @@ def normalise(s: str) -> str:
 
 
 _MV = None
+#: Answers judged once when Math-Verify is first used, so that sympy's lazy imports happen then.
+WARM_UP_PAIRS = [("\\frac{1}{2}", "0.5"), ("(3, \\pi/2)", "\\left( 3, \\frac{\\pi}{2} \\right)"),
+                 ("\\cos 30", "\\frac{\\sqrt{3}}{2}"), ("\\{1,2\\}", "\\{2,1\\}"), ("y=2x+3", "y = 3+2x")]
 
 
 def _math_verify():
@@ -206,8 +219,13 @@ def _math_verify():
         grader.TIMEOUT_WARNING_SHOWN = parser.TIMEOUT_WARNING_SHOWN = True
         logging.getLogger("math_verify").setLevel(logging.ERROR)
         configs = [math_verify.LatexExtractionConfig(boxed_match_priority=0), math_verify.ExprExtractionConfig()]
-        math_verify.verify(math_verify.parse("$\\frac{1}{2}$", configs, parsing_timeout=None),
-                           math_verify.parse("$0.5$", configs, parsing_timeout=None), timeout_seconds=None)
+        # Each pair makes sympy import what it imports lazily (a tuple with pi: combinatorics;
+        # a trigonometric value: physics.units), here and untimed: an import interrupted by
+        # the timer could leave sympy half-imported, and on a busy machine its first use
+        # came to more than MATH_VERIFY_TIMEOUT_S (CI graded (3, pi/2) as a timeout).
+        for a, b in WARM_UP_PAIRS:
+            math_verify.verify(math_verify.parse(f"${a}$", configs, parsing_timeout=None),
+                               math_verify.parse(f"${b}$", configs, parsing_timeout=None), timeout_seconds=None)
         _MV = (math_verify, configs)
     return _MV
 
@@ -322,11 +340,11 @@ def answers_match(predicted: str | None, gold: str | None, _breaker: CallBudget 
     breaker = _breaker or CallBudget()
     if breaker.open:
         return None if gold in _GOLD_CACHE and _GOLD_CACHE[gold] is None and not gold_is_int else 0.0
-    start = time.perf_counter()
+    start = time.process_time()
     try:
         return _verify_killably(pred, gold, gold_is_int, breaker)
     finally:
-        breaker.spent += time.perf_counter() - start
+        breaker.spent += time.process_time() - start
 
 
 def _verify(pred: str, gold: str, gold_is_int: bool, breaker: CallBudget) -> float | None:
@@ -417,7 +435,8 @@ def _verify_killably(pred: str, gold: str, gold_is_int: bool, breaker: CallBudge
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        os.waitpid(pid, 0)
+        usage = os.wait4(pid, 0)[2]
+        breaker.spent += usage.ru_utime + usage.ru_stime  # the child's CPU time counts against the call
     try:
         value, timeouts = ast.literal_eval(data.decode())
     except (ValueError, SyntaxError, UnicodeDecodeError):

@@ -77,3 +77,51 @@ def test_normalise_and_answers_equal():
     assert grading.normalise("1,000,000") == "1000000" and grading.normalise("(1,2)") == "(1,2)"
     assert grading.answers_equal("\\frac{1}{2}", "0.5") and not grading.answers_equal("", "")
     assert not grading.answers_equal(None, "1") and not grading.answers_equal("1/3", "0.5")
+
+
+# A busy machine is not an expensive answer. CI once graded \boxed{(3, \pi/2)} against
+# (3, \frac{\pi}{2}) as a timeout (None): sympy's first tuple-with-pi imports a dozen modules,
+# and on a loaded machine that took over MATH_VERIFY_TIMEOUT_S of wall time.
+
+def _in_sympy(source: str):
+    """A function whose frames look like sympy's to the timer (it raises only there)."""
+    namespace: dict = {}
+    exec(compile(source, "site-packages/sympy/fake_slow.py", "exec"), namespace)
+    return namespace["work"]
+
+
+def test_the_timer_counts_cpu_time_not_waiting():
+    waits = _in_sympy("import time\ndef work():\n    time.sleep(0.4)\n    return 'done'\n")
+    with grading._time_limit(0.05):  # a wall-clock timer raised here (0.05 s < 0.4 s of sleep)
+        assert waits() == "done"
+    burns = _in_sympy("def work():\n    n = 0\n    while True:\n        n += 1\n")
+    start = time.process_time()
+    with pytest.raises(grading._Timeout):
+        with grading._time_limit(0.1):
+            burns()
+    assert time.process_time() - start < 1.0  # stopped near its 0.1 s of CPU, not left running
+
+
+def test_the_garbage_collector_waits_for_the_judgement():
+    import gc
+
+    assert gc.isenabled()
+    with grading._time_limit(0.5):
+        assert not gc.isenabled()  # a full collection of a big heap took 0.2-0.7 s here
+    assert gc.isenabled()
+
+
+def test_sympy_imports_what_it_needs_before_any_timer(tmp_path):
+    """The warm-up leaves nothing for sympy to import lazily under the timer, on the answer
+    kinds that did (a tuple with pi, a trigonometric value); checked in a fresh process."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "lazy.py"
+    script.write_text(
+        "import sys\nfrom qwqlab import grading\ngrading._math_verify()\nbefore = set(sys.modules)\n"
+        "verdicts = [grading.answers_match(p, g) for p, g in [('(3, \\\\pi/2)', '\\\\left( 3, \\\\frac{\\\\pi}{2} \\\\right)'),"
+        " ('\\\\cos 30', '\\\\frac{\\\\sqrt{3}}{2}'), ('\\\\{1,2\\\\}', '\\\\{2,1\\\\}'), ('2x+1', '1+2x')]]\n"
+        "print(verdicts, sorted(set(sys.modules) - before))\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[1.0, 0.0, 1.0, 1.0] []", out

@@ -180,7 +180,10 @@ def test_grading_works_in_threads(math500):
 
 
 def _slow(*args, **kwargs):
-    time.sleep(10)
+    """A runaway sympy computation: busy for 10 s (the timer counts CPU time, so it must burn it)."""
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        pass
     return True
 
 
@@ -188,6 +191,9 @@ def _slow(*args, **kwargs):
 def test_a_hanging_comparison_times_out_as_unjudgeable(monkeypatch, where):
     import math_verify.grader
 
+    from qwqlab import grading
+
+    grading._math_verify()  # its warm-up runs the real comparison, as it does before any grading
     monkeypatch.setattr(math_verify.grader, "sympy_expr_eq", _slow)
     task = MathTask("t", path=FIXTURES / "aime24_sample.jsonl")
     p = Problem("h", "?", "\\frac{14}{3}")  # not an integer: Math-Verify must compare
@@ -204,6 +210,9 @@ def test_a_hanging_comparison_times_out_as_unjudgeable(monkeypatch, where):
 def test_a_hanging_parse_times_out(monkeypatch):
     import math_verify.parser
 
+    from qwqlab import grading
+
+    grading._math_verify()
     task = MathTask("t", path=FIXTURES / "aime24_sample.jsonl")
     p = Problem("h", "?", "\\frac{14}{3}")
     monkeypatch.setattr(math_verify.parser, "extract_target_from_pred", _slow)
