@@ -84,7 +84,7 @@ def test_adversarial_latex_is_judged_fast():
         start = time.perf_counter()
         out = R.accuracy_reward([PROMPT] * 2, [tower, nested], answer=[gold, gold])
         assert out == [0.0, 0.0]
-        assert time.perf_counter() - start < 1.0
+        assert time.perf_counter() - start < 3.0  # microseconds when right; a hang is minutes (slack: GC pauses, 2 loaded cores)
 
 
 def test_answers_match_integer_fast_path():
