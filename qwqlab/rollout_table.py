@@ -317,6 +317,11 @@ def check_resumable(path, rows: list[dict], settings: dict, problems: list[Probl
         for r in rows:
             if name not in r or _same(r[name], want):
                 continue
+            if name == "weights_fingerprint" and r[name] is None:
+                raise ResumeError(
+                    f"{path} has no weights fingerprint (written before qwqlab recorded one for this backend), "
+                    f"so its rows cannot be checked against this model's weights ({want!r}). Pass another out=, "
+                    "or overwrite=True to sample the file afresh. (The file was left untouched.)")
             if name == "weights_fingerprint":
                 raise ResumeError(
                     f"{path} was written by other weights (weights_fingerprint {r[name]!r}; this model's is "

@@ -64,6 +64,41 @@ def weights_fingerprint(model, per_tensor: int = 4096) -> str | None:
     return digest.hexdigest() if seen else None
 
 
+def files_fingerprint(source, blocks: int = 1024, block: int = 256) -> str | None:
+    """A short hash of the weight files a served model was loaded from (vLLM reads files, not tensors).
+
+    ``source``: a local model folder or a hub id already in the local Hugging Face cache (vLLM
+    has downloaded it by the time this runs). Each ``*.safetensors``/``*.bin`` file, its
+    ``config.json`` and any adapter files count by name, size, header and ``blocks`` strided
+    samples of ``block`` bytes, so a folder re-saved after training, re-quantized or replaced
+    hashes differently. About 0.3 MB read per file: cheap for QwQ-32B's 14 shards. ``None``
+    when the files cannot be found here (a remote server's model: its name is all there is).
+    """
+    folder = Path(str(source)).expanduser()
+    if not folder.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(str(source), local_files_only=True))
+        except Exception:  # noqa: BLE001 - not a hub id, or not in the local cache
+            return None
+    files = sorted(f for f in folder.iterdir() if f.is_file() and (
+        f.suffix in (".safetensors", ".bin") or f.name in ("config.json", "adapter_config.json")))
+    if not any(f.suffix in (".safetensors", ".bin") for f in files):
+        return None
+    digest = hashlib.blake2b(digest_size=8)
+    for f in files:
+        size = f.stat().st_size
+        digest.update(f"{f.name}:{size}".encode())
+        with open(f, "rb") as handle:
+            digest.update(handle.read(min(size, 1 << 16)))  # the safetensors header (names, shapes, offsets)
+            step = max(block, size // blocks)
+            for offset in range(0, size, step):
+                handle.seek(offset)
+                digest.update(handle.read(block))
+    return digest.hexdigest()
+
+
 # ----------------------------------------------------------------------------- sample
 
 def as_problems(problems) -> list[Problem]:
@@ -97,14 +132,19 @@ def model_name_of(model) -> str:
     name = (str(model) if isinstance(model, (str, Path)) else getattr(model, "name_or_path", None)
             or getattr(getattr(model, "config", None), "_name_or_path", None))
     if name is None:
-        engine = getattr(model, "llm_engine", None)  # a vllm.LLM
-        name = getattr(getattr(engine, "model_config", None), "model", None) or type(model).__name__
+        name = model_source(model) or type(model).__name__  # a vllm.LLM
     try:
         if Path(name).resolve() == nano_dir().resolve():
             return "qwq-nano"
     except (OSError, ValueError):
         pass
     return str(name)
+
+
+def model_source(llm) -> str | None:
+    """Where a ``vllm.LLM`` loaded its weights from (its engine's ``model_config.model``)."""
+    engine = getattr(llm, "llm_engine", None)
+    return getattr(getattr(engine, "model_config", None), "model", None)
 
 
 def _make_row(c: Completion | TextCompletion, problem: Problem, sample_index: int, prompt: str, tokenizer, task,
@@ -170,7 +210,9 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
         resume: continue ``out`` where a previous (possibly killed) run left it: rows already
             there are kept and not sampled again. Without it an existing ``out`` is an error.
             A row is reused only if its problem has the same question, gold answer and prompt
-            and it was made by the same weights (``weights_fingerprint``) and settings;
+            and it was made by the same weights (``weights_fingerprint``: of the tensors with
+            ``"hf"``, of the weight files with ``"vllm"``; with ``"openai"`` only the served model's
+            id can be checked) and settings;
             otherwise ``ResumeError`` says what differs and the file is left untouched.
             While a call writes ``out`` it holds a lock on it: a second writer gets
             ``RolloutFileBusy``.
@@ -221,7 +263,8 @@ def sample(model, tokenizer, problems, task=None, num_generations: int = 8, temp
     max_new_tokens = engine.check_context(prompts, max_new_tokens)
     served = {"vllm": getattr(engine, "llm", None), "openai": getattr(engine, "model", None)}
     settings = {"model": model_name or model_name_of(served.get(backend, model)),
-                "weights_fingerprint": weights_fingerprint(model) if backend == "hf" else None,
+                "weights_fingerprint": (weights_fingerprint(model) if backend == "hf" else
+                                        files_fingerprint(model_source(served["vllm"])) if backend == "vllm" else None),
                 "task": getattr(task, "name", None) if task is not None else None, "backend": backend,
                 "num_generations": num_generations, "temperature": float(temperature), "top_p": float(top_p),
                 "top_k": int(top_k) if top_k else 0, "max_new_tokens": max_new_tokens, "seed": seed}

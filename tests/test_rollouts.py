@@ -453,6 +453,7 @@ def _fake_vllm(monkeypatch, tok, calls):
     class LLM:
         def __init__(self, model, seed=0):
             self.model = model
+            self.llm_engine = types.SimpleNamespace(model_config=types.SimpleNamespace(model=model))
 
         def get_tokenizer(self):
             return tok
@@ -486,6 +487,35 @@ def test_vllm_backend_groups_samples_per_problem(monkeypatch, tok, task):
     assert (stop["extracted_answer"] == "3").all() and (stop["answer_tokens"] > 0).all()
     assert df.loc[df.problem_id == "a"].query("finish_reason == 'stop'")["correct"].eq(1.0).all()
     assert df.loc[df.finish_reason == "length", "is_truncated"].all()
+
+
+def test_a_vllm_resume_refuses_a_model_folder_whose_weights_were_swapped(monkeypatch, tok, task, tmp_path):
+    """vLLM reads files, not tensors: the fingerprint is of the weight files the engine loaded."""
+    from safetensors.torch import save_file
+
+    from qwqlab.rollouts import files_fingerprint
+
+    LLM = _fake_vllm(monkeypatch, tok, [])
+    folder = tmp_path / "policy"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "qwen2"}')
+    save_file({"w": torch.arange(4096, dtype=torch.float32)}, folder / "model.safetensors")
+    probs, out = [Problem("a", "What is 1+2?", "3")], tmp_path / "run.jsonl"
+    first = sample(LLM(str(folder)), None, probs, task, num_generations=2, max_new_tokens=8, backend="vllm",
+                   progress=False, out=out)
+    assert first["weights_fingerprint"].iloc[0] == files_fingerprint(folder) is not None
+    again = sample(LLM(str(folder)), None, probs, task, num_generations=2, max_new_tokens=8, backend="vllm",
+                   progress=False, out=out, resume=True)  # the same files: resumes
+    assert len(again) == 2
+    trained = torch.arange(4096, dtype=torch.float32)
+    trained[2000] += 1.0  # one weight moved, same names, shapes and file size
+    save_file({"w": trained}, folder / "model.safetensors")
+    before = out.read_bytes()
+    with pytest.raises(ResumeError, match="other weights"):
+        sample(LLM(str(folder)), None, probs, task, num_generations=2, max_new_tokens=8, backend="vllm",
+               progress=False, out=out, resume=True)
+    assert out.read_bytes() == before
+    assert files_fingerprint("no-such-org/no-such-model") is None  # not local: only the name can be checked
 
 
 def test_vllm_missing_is_a_clear_error(monkeypatch, tok, problems):
