@@ -107,3 +107,13 @@ def test_arithmetic_task_reads_a_typed_question():
     assert p.answer == "42" and p.question == "What is 25+17?"
     assert task.grade("25+17.\n</think>\n\n\\boxed{42}", p) == 1.0
     assert task.problem_for("How many r's are in strawberry?") is None
+
+
+def test_model_text_is_escaped_and_money_is_not_maths():
+    from qwqlab.widgets.base import model_text_html
+
+    money = model_text_html("a wage of $20,000 a year; after 3 years, $66,200 in all")
+    assert money.count("mathjax_ignore") == 2 and "$20,000" not in money  # neither dollar opens a formula
+    kept = model_text_html(r"so $x^2+1$ and \(y\) and $$z$$, at \$5")
+    assert "$x^2+1$" in kept and r"\(y\)" in kept and "$$z$$" in kept and kept.count("mathjax_ignore") == 1
+    assert model_text_html("<script>alert(1)</script>") == "&lt;script&gt;alert(1)&lt;/script&gt;"

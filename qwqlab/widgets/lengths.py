@@ -3,7 +3,7 @@ from __future__ import annotations
 
 __all__ = ["length_explorer", "trace_reader"]
 
-from qwqlab.widgets.base import add_reset, show
+from qwqlab.widgets.base import add_reset, model_text_html, show
 
 
 def length_explorer(rollouts, markers=None, bins: int = 5, by: str | None = None, length: str = "think_tokens",
@@ -83,6 +83,18 @@ def length_explorer(rollouts, markers=None, bins: int = 5, by: str | None = None
     return box
 
 
+#: Inside the trace reader's panes: the content may shrink to the pane, text wraps anywhere, and
+#: a display equation wider than the pane scrolls by itself instead of pushing the pane sideways,
+#: and so does MathJax's hidden copy of each formula for screen readers.
+PANE_CSS = ("<style>.qwqlab-trace-reader .widget-htmlmath-content,.qwqlab-trace-reader .widget-html-content"
+            "{min-width:0;overflow-wrap:anywhere}"
+            ".qwqlab-trace-reader mjx-container[display='true']{overflow-x:auto;overflow-y:hidden;"
+            "max-width:100%}"
+            # MathJax's hidden copy for screen readers (MathML, clipped but unwrapped) counted
+            # in the pane's scroll width: 1321 px of content in a 480 px pane
+            ".qwqlab-trace-reader mjx-assistive-mml{max-width:100%!important}</style>")
+
+
 def trace_reader(traces, models=("QwQ-32B", "DeepSeek-R1"), markers=None, split: str = "normal"):
     """Two models' responses to one problem, side by side: thinking folded, markers highlighted.
 
@@ -118,8 +130,9 @@ def trace_reader(traces, models=("QwQ-32B", "DeepSeek-R1"), markers=None, split:
     left = w.Dropdown(options=names, value=models[0], description="left")
     right = w.Dropdown(options=names, value=models[1], description="right")
     # HTMLMath: the responses' LaTeX (\\frac, \\[ ... \\]) is typeset in the browser, not shown raw.
-    panes = [w.HTMLMath(layout=w.Layout(width="50%", overflow="auto")),
-             w.HTMLMath(layout=w.Layout(width="50%", overflow="auto"))]
+    # min_width 0 (and PANE_CSS for the content inside): a flex item is otherwise at least as
+    # wide as its widest unbreakable piece, a long display equation, and the pane scrolled sideways.
+    panes = [w.HTMLMath(layout=w.Layout(width="50%", min_width="0", overflow="auto")) for _ in range(2)]
 
     def marked(text: str) -> str:
         escaped = html.escape(text or "")
@@ -138,8 +151,9 @@ def trace_reader(traces, models=("QwQ-32B", "DeepSeek-R1"), markers=None, split:
                 f"answer <code>{html.escape(str(row.get('extracted_answer')))}</code> "
                 f"(gold <code>{html.escape(str(row['gold_answer']))}</code>): qwqlab says <b>{verdict}</b>"
                 + (f", the source's judge says <b>{html.escape(str(judge))}</b>" if judge != "" else ""))
-        return (f"<div style='padding:4px 8px'>{head}"
-                f"<div style='margin:6px 0;white-space:pre-wrap;overflow:auto'>{marked(row['answer_text'])}</div>"
+        return (f"{PANE_CSS}<div style='padding:4px 8px;min-width:0'>{head}"
+                f"<div style='margin:6px 0;white-space:pre-wrap;overflow-wrap:anywhere'>"
+                f"{model_text_html(row['answer_text'])}</div>"
                 f"<details><summary>thinking ({int(row['think_tokens']):,} tokens)</summary>"
                 f"<div class='tex2jax_ignore mathjax_ignore' "  # thinking is raw text: "$20,000" is money, not maths
                 f"style='white-space:pre-wrap;overflow-wrap:anywhere;max-height:420px;overflow-y:auto;font-size:90%'>"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 __all__ = ["chat_widget", "memory_explorer"]
 
-from qwqlab.widgets.base import add_reset, fit_labels, show
+from qwqlab.widgets.base import add_reset, fit_labels, model_text_html, show
 
 
 def chat_widget(model, tokenizer, question: str = "What is 478+396?", max_new_tokens: int = 128,
@@ -44,8 +44,8 @@ def chat_widget(model, tokenizer, question: str = "What is 478+396?", max_new_to
         parts = split_think(gen.text)
         thinking.value = parts.thinking or "(no thinking)"
         boxed = extract_boxed(parts.answer)
-        answer.value = (f"<b>Answer:</b> {parts.answer or '(none: the completion was cut off)'}"
-                        f"<br><b>Boxed:</b> {boxed}")
+        answer.value = (f"<b>Answer:</b> {model_text_html(parts.answer) or '(none: the completion was cut off)'}"
+                        f"<br><b>Boxed:</b> {model_text_html(boxed) if boxed is not None else '(none)'}")
         problem = task.problem_for(prompt.value) if hasattr(task, "problem_for") else None
         if problem is None:
             verdict.value = "<i>no verdict: not a question of the lab's tasks</i>"

@@ -206,6 +206,18 @@ def exercise_any_slider(page, reader, max_sliders: int = 8) -> str:
     raise AssertionError(f"none of {min(count, max_sliders)} sliders changed any output")
 
 
+#: Each pane's scrollWidth and clientWidth, and the three elements reaching furthest past its right edge.
+WIDEST_JS = """
+els => els.map(e => {
+  const right = e.getBoundingClientRect().right;
+  const over = [...e.querySelectorAll('*')].map(d => [d.getBoundingClientRect().right - right,
+      d.tagName.toLowerCase() + '.' + (d.className && d.className.baseVal === undefined ? d.className : '')])
+    .filter(x => x[0] > 1).sort((a, b) => b[0] - a[0]).slice(0, 3);
+  return [e.scrollWidth, e.clientWidth, over];
+})
+"""
+
+
 def exercise_trace_reader(page, reader) -> str:
     """Another problem picked: both panes show it; the thinking unfolds with markers highlighted."""
     box = ".qwqlab-trace-reader"
@@ -226,6 +238,17 @@ def exercise_trace_reader(page, reader) -> str:
     count = marks.count()
     assert count > 0, "no reflection marker highlighted in the unfolded thinking"
     _in_view(page, box)
+    # Neither pane scrolls sideways: a wide display equation once made the left one twice its width.
+    for problem_label in (options[3], options[0], options[-1]):
+        problem.select_option(label=problem_label)
+        page.wait_for_timeout(1500)  # MathJax typesets after the value arrives
+        widths = page.eval_on_selector_all(f"{box} .widget-htmlmath", WIDEST_JS)
+        assert len(widths) == 2 and all(scroll <= client + 1 for scroll, client, _ in widths), (
+            f"a trace pane is wider than it shows (scrollWidth, clientWidth, widest pieces): {widths} "
+            f"for {problem_label[:40]!r}")
+    problem.select_option(label=options[3])  # the screenshot shows the reader with its two panes
+    page.wait_for_timeout(1500)
+    page.locator(f"{box} .widget-htmlmath").first.evaluate("e => e.scrollIntoView({block: 'start'})")
     return f"problem {options[3][:30]!r}: both panes redrawn; thinking unfolded with {count} markers highlighted"
 
 
