@@ -132,8 +132,6 @@ _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 
 
-
-
 def normalise(s: str) -> str:
     """The one normaliser: the answer as text, with what never changes its value removed.
 
