@@ -78,7 +78,8 @@ def _nav(pages: list[tuple[str, str]], i: int | None) -> str:
 
 
 def prepare_for_book(nb, nav: str = ""):
-    """The notebook as a reader sees it: no set-up or injected cells, widgets described, solutions folded."""
+    """The notebook as a reader sees it: no set-up or injected cells, widgets described, solutions
+    folded, and the code cells that remain numbered from 1 without gaps."""
     import nbformat
 
     cells = []
@@ -111,6 +112,16 @@ def prepare_for_book(nb, nav: str = ""):
                 outputs.append(out)
             cell.outputs = outputs
         cells.append(cell)
+    # the cells left are numbered 1, 2, 3 ...: a page that starts at In [2] and skips numbers
+    # (where set-up and solution cells were) reads as if something is missing
+    count = 0
+    for cell in cells:
+        if cell.cell_type == "code" and cell.get("execution_count") is not None:
+            count += 1
+            cell.execution_count = count
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "execute_result":
+                    out["execution_count"] = count
     nb.cells = cells
     nb.metadata.pop("widgets", None)
     return nb

@@ -199,6 +199,24 @@ def test_the_book_page_drops_progress_bars_describes_widgets_and_folds_solutions
     assert page.cells[5].cell_type == "markdown" and "<details" in sources[5] and "1 &lt; 2" in sources[5]
 
 
+def test_the_book_page_numbers_its_code_cells_from_one():
+    """Executed, the set-up cell was In [1] and a solution In [4]: the page showed In [2], In [3], In [5]."""
+    from qwqlab.book import prepare_for_book
+
+    v4 = nbformat.v4
+    cells = [v4.new_code_cell("setup", metadata={"tags": ["qwqlab-setup"]}, execution_count=1),
+             v4.new_code_cell("a", execution_count=2),
+             v4.new_code_cell("b", execution_count=3, outputs=[v4.new_output(
+                 "execute_result", data={"text/plain": "3"}, execution_count=3)]),
+             v4.new_code_cell("answer = 1", metadata={"tags": ["solution"]}, execution_count=4),
+             v4.new_code_cell("c", execution_count=5),
+             v4.new_markdown_cell("text")]
+    page = prepare_for_book(v4.new_notebook(cells=cells))
+    code = [c for c in page.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == [1, 2, 3]
+    assert code[1].outputs[0]["execution_count"] == 2
+
+
 def test_informational_lines_go_to_stderr_in_a_terminal_and_stdout_in_a_kernel(capsys):
     """A pink stderr box in a notebook reads as an error; in a terminal stdout stays machine-readable."""
     from qwqlab import quiet
