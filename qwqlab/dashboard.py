@@ -58,7 +58,11 @@ def build_chat():
 
     _quiet()
     model, tokenizer, choice = load_model_or_fallback(pick_model(), verbose=False)
-    print(choice)
+    import html
+
+    from IPython.display import HTML, display
+
+    display(HTML(f"<p style='max-width:70em'><i>{html.escape(str(choice))}</i></p>"))  # prose, not a log line
     chat = chat_widget(model, tokenizer)
     chat.run()
     return chat

@@ -117,3 +117,7 @@ def test_model_text_is_escaped_and_money_is_not_maths():
     kept = model_text_html(r"so $x^2+1$ and \(y\) and $$z$$, at \$5")
     assert "$x^2+1$" in kept and r"\(y\)" in kept and "$$z$$" in kept and kept.count("mathjax_ignore") == 1
     assert model_text_html("<script>alert(1)</script>") == "&lt;script&gt;alert(1)&lt;/script&gt;"
+    # a bare \boxed{} is set as maths (a box, not its source); one already in maths is left alone
+    assert model_text_html(r"The answer is \boxed{\frac{1}{2}}.") == r"The answer is \(\boxed{\frac{1}{2}}\)."
+    shown = model_text_html(r"\[ \boxed{10} \] for $5")
+    assert shown.startswith(r"\[ \boxed{10} \] for <span") and shown.endswith("$</span>5")

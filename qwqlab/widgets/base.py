@@ -11,6 +11,8 @@ __all__ = ["show", "fit_labels", "add_reset", "model_text_html", "LABEL_WIDTH"]
 # "$20,000 ... $66,200" is money, and "$2x+1$" is maths.
 _INLINE_DOLLARS = re.compile(r"(?<![\\$])\$(?![\s$])((?:[^$\\\n]|\\.)+?)(?<![\s\\])\$(?![\d$])")
 _DOUBLE_DOLLARS = re.compile(r"\$\$.+?\$\$", re.S)
+_BRACKETS = re.compile(r"\\\(.+?\\\)|\\\[.+?\\\]", re.S)
+_BARE_BOXED = re.compile(r"\\boxed\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\}")
 _NO_MATH = "<span class='tex2jax_ignore mathjax_ignore'>$</span>"
 
 
@@ -27,10 +29,11 @@ def model_text_html(text: str | None) -> str:
     """
     escaped = html.escape(text or "", quote=False)
     out, last = [], 0
-    for math in sorted([*_DOUBLE_DOLLARS.finditer(escaped), *_INLINE_DOLLARS.finditer(escaped)],
+    for math in sorted([*_BRACKETS.finditer(escaped), *_DOUBLE_DOLLARS.finditer(escaped),
+                        *_INLINE_DOLLARS.finditer(escaped)],
                        key=lambda m: m.start()):
         if math.start() < last:
-            continue  # inside a $$..$$ already kept
+            continue  # inside maths already kept
         out.append(_dollars(escaped[last:math.start()]))
         out.append(math.group(0))
         last = math.end()
@@ -39,8 +42,10 @@ def model_text_html(text: str | None) -> str:
 
 
 def _dollars(text: str) -> str:
-    """Every ``$`` and ``\\$`` in text that is not maths, as a dollar MathJax leaves alone."""
-    return text.replace("\\$", "\0").replace("$", "\0").replace("\0", _NO_MATH)
+    """Text that is not maths: every ``$`` and ``\\$`` a dollar MathJax leaves alone, and a bare
+    ``\\boxed{..}`` (written outside any delimiters, as answers often are) set as maths."""
+    text = text.replace("\\$", "\0").replace("$", "\0").replace("\0", _NO_MATH)
+    return _BARE_BOXED.sub(lambda m: "\\(" + m.group(0) + "\\)", text)
 
 
 def show(out, *objects, text: str | None = None) -> None:
