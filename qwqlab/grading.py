@@ -70,7 +70,7 @@ def _time_limit(seconds: float):
     limit is on what an answer costs to judge, so a machine busy with other work (CI's
     parallel jobs, a notebook's training run) does not turn a correct answer into a timeout.
     For the same reason the cyclic garbage collector waits until the judgement ends: a full
-    collection of a large process's heap (0.2-0.7 s measured) is not the answer's cost.
+    collection of a large process's heap (0.16-0.72 s measured) is not the answer's cost.
     The timer repeats every 20 ms and raises only when it interrupts Math-Verify's own code
     (not, say, a garbage-collector callback, where Python would print and drop the
     exception), or after half a second of trying. A profiling timer that was already
