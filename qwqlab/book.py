@@ -5,9 +5,11 @@ plus a small index, rather than Jupyter Book: nbconvert is already installed wit
 the book needs no new dependency, no second notebook executor (it converts the notebooks that
 ``qwqlab figures`` executed) and no network; the pages are plain files that open from
 ``file://`` or any static host. Each chapter page is JupyterLab's own rendering (nbconvert's
-``lab`` template) with two changes for offline reading: no script is fetched from a CDN
-(require.js and MathJax are left out; formulas show as LaTeX source), and interactive widgets,
-which need a running kernel, are replaced by a line saying which dashboard serves them.
+``lab`` template) with three changes for offline reading: no script is fetched from a CDN
+(require.js and MathJax are left out); the markdown's formulas are converted to MathML at build
+time (``latex2mathml``; browsers draw MathML without a script, so maths reads offline); and
+interactive widgets, which need a running kernel, are replaced by a line saying which dashboard
+serves them.
 
 ``build_book(executed, out)`` writes ``index.html`` (chapters, figures), one page per
 notebook, ``glossary.html`` and ``exercises.html``. Solutions stay folded (``<details>``).
@@ -55,7 +57,8 @@ GLOSSARY = {
 _WIDGET = "application/vnd.jupyter.widget-view+json"
 _CSS = """body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;line-height:1.5}
 nav.qwqlab-nav{margin:0 0 1em;padding:.4em 0;border-bottom:1px solid #ddd}nav.qwqlab-nav a{margin-right:1em}
-dt{font-weight:bold;margin-top:.6em}code{background:#f4f4f4;padding:0 .2em}img{max-width:100%}"""
+dt{font-weight:bold;margin-top:.6em}code{background:#f4f4f4;padding:0 .2em}img{max-width:100%}
+math{font-size:1.15em}"""
 _TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
@@ -77,6 +80,49 @@ def _nav(pages: list[tuple[str, str]], i: int | None) -> str:
     return f'<nav class="qwqlab-nav">{" &nbsp;·&nbsp; ".join(links)}</nav>'
 
 
+_CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)
+_MARKDOWN_SPECIAL = str.maketrans({c: f"&#{ord(c)};" for c in "|*_\\`$~[]"})
+
+
+def markdown_mathml(markdown: str) -> str:
+    """Markdown with its formulas (``$..$``, ``$$..$$``, ``\\(..\\)``, ``\\[..\\]``, found by
+    ``widgets.base.math_segments``) as MathML; code spans and blocks are left alone, and so is a
+    formula ``latex2mathml`` cannot convert. Characters markdown would read (``|`` in a table,
+    ``*``, ``_``) are written as entities inside the MathML.
+
+    >>> markdown_mathml("a $x_i$ in `$HOME`")[:42]
+    'a <math xmlns="http://www.w3.org/1998/Math'
+    """
+    try:
+        from latex2mathml.converter import convert
+    except ImportError:  # an install without it: formulas stay LaTeX source
+        return markdown
+    from qwqlab.widgets.base import math_segments
+
+    def maths(text: str) -> str:
+        out, last = [], 0
+        for start, end in math_segments(text):
+            piece = text[start:end]
+            block = piece.startswith(("$$", "\\["))
+            tex = piece[2:-2] if piece.startswith(("$$", "\\[", "\\(")) else piece[1:-1]
+            try:
+                converted = convert(tex.strip(), display="block" if block else "inline")
+            except Exception:  # noqa: BLE001 - a formula it cannot read stays LaTeX
+                converted = piece
+            else:
+                converted = re.sub(r">([^<]+)<", lambda m: ">" + m.group(1).translate(_MARKDOWN_SPECIAL) + "<",
+                                   converted.replace("\n", ""))
+            out += [text[last:start], converted]
+            last = end
+        return "".join(out) + text[last:]
+
+    out, last = [], 0
+    for code in _CODE.finditer(markdown):
+        out += [maths(markdown[last:code.start()]), code.group(0)]
+        last = code.end()
+    return "".join(out) + maths(markdown[last:])
+
+
 def prepare_for_book(nb, nav: str = ""):
     """The notebook as a reader sees it: no set-up or injected cells, widgets described, solutions
     folded, and the code cells that remain numbered from 1 without gaps."""
@@ -89,6 +135,8 @@ def prepare_for_book(nb, nav: str = ""):
         tags = cell.get("metadata", {}).get("tags", [])
         if "qwqlab-setup" in tags or "injected-parameters" in tags:
             continue
+        if cell.cell_type == "markdown":
+            cell.source = markdown_mathml(cell.source)
         if "solution" in tags:
             code = html.escape(cell.source)
             cells.append(nbformat.v4.new_markdown_cell(

@@ -229,3 +229,15 @@ def test_informational_lines_go_to_stderr_in_a_terminal_and_stdout_in_a_kernel(c
     other = logging.LogRecord("bitsandbytes.backends.cpu.ops", logging.WARNING, "", 0, "a real problem", (), None)
     logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
     assert not all(f.filter(record) for f in logger.filters) and all(f.filter(other) for f in logger.filters)
+
+
+def test_the_book_draws_formulas_as_mathml_and_leaves_code_and_money_alone():
+    from qwqlab.book import markdown_mathml
+
+    table = "| reward | value |\n|---|---|\n| GRPO | $\\frac{1}{|o_i|}\\sum_t A_i$ |"
+    row = markdown_mathml(table).splitlines()[2]
+    assert "<math" in row and "$" not in row and row.count("|") == 3  # the formula's |o_i| does not split the row
+    assert markdown_mathml("run `echo $HOME $PATH` for $5") == "run `echo $HOME $PATH` for $5"
+    block = markdown_mathml("$$x^2$$")
+    assert block.startswith("<math") and 'display="block"' in block
+    assert markdown_mathml(r"bad $\frac{1}{$ left") == r"bad $\frac{1}{$ left"  # cannot convert: stays LaTeX

@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 import re
 
-__all__ = ["show", "fit_labels", "add_reset", "model_text_html", "LABEL_WIDTH"]
+__all__ = ["show", "fit_labels", "add_reset", "model_text_html", "math_segments", "LABEL_WIDTH"]
 
 # Inline maths between single dollars, by pandoc's rule: the opening $ has a non-space right
 # after it, the closing $ a non-space right before it and no digit right after it. So
@@ -29,16 +29,29 @@ def model_text_html(text: str | None) -> str:
     """
     escaped = html.escape(text or "", quote=False)
     out, last = [], 0
-    for math in sorted([*_BRACKETS.finditer(escaped), *_DOUBLE_DOLLARS.finditer(escaped),
-                        *_INLINE_DOLLARS.finditer(escaped)],
-                       key=lambda m: m.start()):
-        if math.start() < last:
-            continue  # inside maths already kept
-        out.append(_dollars(escaped[last:math.start()]))
-        out.append(math.group(0))
-        last = math.end()
+    for start, end in math_segments(escaped):
+        out.append(_dollars(escaped[last:start]))
+        out.append(escaped[start:end])
+        last = end
     out.append(_dollars(escaped[last:]))
     return "".join(out)
+
+
+def math_segments(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of each piece of maths in ``text``, delimiters included, in order and not
+    overlapping: ``\\(..\\)``, ``\\[..\\]``, ``$$..$$``, and ``$..$`` by pandoc's rule (so
+    "$20,000 ... $66,200" is money). The one finder for the widgets and the book.
+
+    >>> math_segments("costs $5, so $x$ and \\(y\\)")
+    [(13, 16), (21, 26)]
+    """
+    found, last = [], 0
+    for m in sorted([*_BRACKETS.finditer(text), *_DOUBLE_DOLLARS.finditer(text), *_INLINE_DOLLARS.finditer(text)],
+                    key=lambda m: m.start()):
+        if m.start() >= last:  # not inside maths already found
+            found.append((m.start(), m.end()))
+            last = m.end()
+    return found
 
 
 def _dollars(text: str) -> str:

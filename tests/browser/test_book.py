@@ -8,6 +8,8 @@ runs twice. Run on its own, it executes the missing notebooks here with the smal
 """
 from __future__ import annotations
 
+import re
+
 import nbformat
 import pytest
 from executed import EXECUTED
@@ -52,6 +54,11 @@ def test_the_book_reads_offline_from_file_urls(book, browser, screenshot_dir, re
                 assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
                 assert page.locator("details.qwqlab-solution").count() >= 2  # folded solutions
                 assert not page.locator("details.qwqlab-solution").first.evaluate("d => d.open")
+                # formulas are drawn (MathML, no script), not shown as LaTeX source
+                assert not re.search(r"\$[^$\n]*\\(?:frac|lambda|bar|sum|text)", text), f"{path.name}: raw LaTeX"
+                if path.stem.startswith("03"):
+                    drawn = page.eval_on_selector_all("math", "els => els.map(e => e.getBoundingClientRect().width)")
+                    assert len(drawn) >= 10 and all(w > 0 for w in drawn), f"{path.name}: formulas {drawn}"
             shot = screenshot_dir / f"book-{path.stem}.png"
             page.screenshot(path=str(shot))
             record(shot)
