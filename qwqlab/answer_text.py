@@ -54,7 +54,6 @@ def unicode_math(s: str) -> str:
         " " if UNICODE_MATH[m.group()][-1].isalpha() and s[m.end():m.end() + 1].isalpha() else ""), s)
 
 
-
 # ----------------------------------------------------------------------------- answer-only outputs
 
 #: "the answer is X", "final answer is X", "Answer: X", "Final Answer" on its own line then X.

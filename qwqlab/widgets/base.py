@@ -13,6 +13,7 @@ _INLINE_DOLLARS = re.compile(r"(?<![\\$])\$(?![\s$])((?:[^$\\\n]|\\.)+?)(?<![\s\
 _DOUBLE_DOLLARS = re.compile(r"\$\$.+?\$\$", re.S)
 _BRACKETS = re.compile(r"\\\(.+?\\\)|\\\[.+?\\\]", re.S)
 _BARE_BOXED = re.compile(r"\\boxed\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\}")
+_DOLLAR = re.compile(r"\\?\$")  # a dollar, escaped or not
 _NO_MATH = "<span class='tex2jax_ignore mathjax_ignore'>$</span>"
 
 
@@ -57,7 +58,7 @@ def math_segments(text: str) -> list[tuple[int, int]]:
 def _dollars(text: str) -> str:
     """Text that is not maths: every ``$`` and ``\\$`` a dollar MathJax leaves alone, and a bare
     ``\\boxed{..}`` (written outside any delimiters, as answers often are) set as maths."""
-    text = text.replace("\\$", "\0").replace("$", "\0").replace("\0", _NO_MATH)
+    text = _DOLLAR.sub(_NO_MATH, text)
     return _BARE_BOXED.sub(lambda m: "\\(" + m.group(0) + "\\)", text)
 
 
