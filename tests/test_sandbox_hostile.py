@@ -11,10 +11,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -241,11 +243,24 @@ def test_processes_are_capped_per_run():
                     reason="needs root to become nobody, and a system Python nobody can run")
 def test_processes_are_capped_when_run_as_nobody():
     """As `nobody` (no uid of its own per run), 1,000 of 1,000 forks succeeded."""
+    # nobody imports a copy of the package from a folder it may read: the checkout may sit in
+    # a folder only its owner can enter (`mktemp -d` makes one), where the import failed
+    readable = Path(tempfile.mkdtemp(prefix="qwqlab-for-nobody-"))
+    readable.chmod(0o755)
+    try:
+        shutil.copytree(Path(REPO) / "qwqlab", readable / "qwqlab", ignore=shutil.ignore_patterns("__pycache__"))
+        _forks_as_nobody(readable)
+    finally:
+        shutil.rmtree(readable, ignore_errors=True)
+
+
+def _forks_as_nobody(readable: Path) -> None:
     script = ("from qwqlab.sandbox import SandboxConfig, run_python\n"
               f"r = run_python({FORKS!r}, config=SandboxConfig(timeout_s=10))\nprint(r.status, r.stdout)\n")
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script],
                        capture_output=True, text=True, timeout=120, cwd="/",
-                       env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": REPO})
+                       env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": str(readable)})
+    assert r.stdout.split(), f"nobody's run printed nothing: {r.stderr[-500:]}"
     status, forks = r.stdout.split()[-2:]
     assert status == "ok" and int(forks) < SandboxConfig().max_processes, r.stdout + r.stderr[-500:]
 
